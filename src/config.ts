@@ -1,0 +1,110 @@
+// Loading ltspfile.ts: type-checked (result cached by content), then imported with jiti, so
+// users need no compile step.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { writeFileAtomicSync } from "./atomic.ts";
+import { hashString } from "./hash.ts";
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+export interface LoadedConfig<T> {
+  path: string | undefined;
+  config: T | undefined;
+}
+
+const MAX_TYPE_ERRORS = 10;
+
+async function typeCheck(path: string): Promise<string[]> {
+  const ts = (await import("typescript")).default;
+  const options: import("typescript").CompilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    allowImportingTsExtensions: true,
+    types: ["node"],
+    typeRoots: [join(PACKAGE_ROOT, "node_modules", "@types")],
+    baseUrl: PACKAGE_ROOT,
+    paths: { "ltsp-make": [join(PACKAGE_ROOT, "src", "index.ts")] },
+  };
+  const program = ts.createProgram([path], options);
+  const diagnostics = ts.getPreEmitDiagnostics(program).filter((d) => d.file?.fileName === path || !d.file);
+  return diagnostics.map((d) => {
+    const message = ts.flattenDiagnosticMessageText(d.messageText, "\n");
+    if (!d.file || d.start === undefined) return message;
+    const { line, character } = d.file.getLineAndCharacterOfPosition(d.start);
+    return `${d.file.fileName}:${line + 1}:${character + 1}: ${message}`;
+  });
+}
+
+function locate(error: unknown, path: string): string {
+  const text = error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error);
+  const match = new RegExp(`${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}:(\\d+)(?::(\\d+))?`).exec(text);
+  return match ? `${path}:${match[1]}${match[2] ? `:${match[2]}` : ""}` : path;
+}
+
+/**
+ * Load a config file. `required` is false for the default ./ltspfile.ts: without it, built-in
+ * defaults apply. The type check result is cached in the state directory unless `readOnly`.
+ */
+export async function loadConfigFile<T>(file: string, required: boolean, stateDir: string, readOnly: boolean): Promise<LoadedConfig<T>> {
+  const path = resolve(file);
+  if (!existsSync(path)) {
+    if (required) throw new ConfigError(`config file ${path} does not exist: check --config, or run without it for the built-in defaults`);
+    return { path: undefined, config: undefined };
+  }
+  const source = readFileSync(path, "utf8");
+  const stamp = hashString(`${VERSION}\n${path}\n${source}`);
+  const cachePath = join(stateDir, "typecheck.json");
+  let cached: string | undefined;
+  try {
+    cached = (JSON.parse(readFileSync(cachePath, "utf8")) as { ok?: string }).ok;
+  } catch {
+    cached = undefined;
+  }
+  if (cached !== stamp) {
+    const errors = await typeCheck(path);
+    if (errors.length) {
+      const shown = errors.slice(0, MAX_TYPE_ERRORS).join("\n");
+      const more = errors.length > MAX_TYPE_ERRORS ? `\n(${errors.length - MAX_TYPE_ERRORS} more)` : "";
+      throw new ConfigError(`${path} does not type-check:\n${shown}${more}\nFix these lines; nothing was built.`);
+    }
+    if (!readOnly) {
+      try {
+        mkdirSync(stateDir, { recursive: true });
+        writeFileAtomicSync(cachePath, JSON.stringify({ ok: stamp }));
+      } catch {
+        // an unwritable state directory is reported by the run itself
+      }
+    }
+  }
+  const { createJiti } = await import("jiti");
+  const jiti = createJiti(import.meta.url, {
+    alias: { "ltsp-make": join(PACKAGE_ROOT, "src", "index.ts") },
+    fsCache: join(PACKAGE_ROOT, "node_modules", ".cache", "jiti"),
+    moduleCache: false,
+  });
+  let loaded: unknown;
+  try {
+    loaded = await jiti.import(path, { default: true });
+  } catch (error) {
+    const where = locate(error, path);
+    const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    throw new ConfigError(`${where}: loading the config failed: ${message}`);
+  }
+  if (loaded === undefined || loaded === null || typeof loaded !== "object") {
+    throw new ConfigError(`${path} must export its config as the default export: export default defineConfig({ ... })`);
+  }
+  return { path, config: loaded as T };
+}

@@ -1,0 +1,48 @@
+// Fingerprints of a task's declared inputs, as key-document fields.
+import { statSync } from "node:fs";
+import fg from "fast-glob";
+import type { InputSpec, Json } from "../types.ts";
+import { canonicalJson, hashString } from "../hash.ts";
+import { compileExcludes } from "./patterns.ts";
+import type { StampCache } from "./stamps.ts";
+import { fingerprintTree } from "./tree.ts";
+
+/** Globs with more matches than this are recorded as one hash instead of file by file. */
+const GLOB_DETAIL_LIMIT = 200;
+
+export function inputLabel(spec: InputSpec): string {
+  if ("file" in spec) return `file:${spec.file}`;
+  if ("glob" in spec) {
+    const patterns = Array.isArray(spec.glob) ? spec.glob.join("|") : spec.glob;
+    return `glob:${spec.cwd}:${patterns}${spec.ignore?.length ? `!${spec.ignore.join("|")}` : ""}`;
+  }
+  return `tree:${spec.tree}${spec.exclude?.length ? `!${hashString(spec.exclude.join("\n"))}` : ""}`;
+}
+
+export function fileFingerprint(path: string, stamps: StampCache): string {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    return "missing";
+  }
+  if (st.isDirectory()) return "directory";
+  if (!st.isFile()) return "special";
+  return stamps.hash(path, st);
+}
+
+export function fingerprintInput(spec: InputSpec, stamps: StampCache): Json {
+  if ("file" in spec) return fileFingerprint(spec.file, stamps);
+  if ("glob" in spec) {
+    const files = fg
+      .sync(spec.glob, { cwd: spec.cwd, dot: true, onlyFiles: true, followSymbolicLinks: false, ignore: spec.ignore ?? [] })
+      .sort();
+    const detail: Record<string, string> = {};
+    for (const rel of files) detail[rel] = fileFingerprint(`${spec.cwd}/${rel}`, stamps);
+    if (files.length <= GLOB_DETAIL_LIMIT) return detail;
+    return { files: files.length, hash: hashString(canonicalJson(detail)) };
+  }
+  const tree = fingerprintTree(spec.tree, compileExcludes(spec.exclude ?? []), stamps);
+  if (!tree) return "missing";
+  return { hash: tree.hash, entries: tree.entries, parts: tree.parts };
+}

@@ -1,0 +1,48 @@
+// Output content hashes: what dependents see (early cutoff, design rule 2) and what every plan
+// verifies (design rule 4).
+import { lstatSync, readlinkSync } from "node:fs";
+import { canonicalJson, hashString } from "./hash.ts";
+import { stampOf, type StampCache } from "./fingerprint/stamps.ts";
+import { fingerprintTree } from "./fingerprint/tree.ts";
+import type { OutputRecord, TaskRecord } from "./state/store.ts";
+import type { Json } from "./types.ts";
+import type { KeyDoc } from "./key.ts";
+import { keyText } from "./key.ts";
+
+const nothingExcluded = () => false;
+
+/** The current state of one output path, or undefined if it does not exist. */
+export function observeOutput(path: string, stamps: StampCache): OutputRecord | undefined {
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return undefined;
+  }
+  if (st.isFile()) return { stamp: stampOf(st), hash: stamps.hash(path, st) };
+  if (st.isSymbolicLink()) return { stamp: stampOf(st), hash: hashString(`link:${readlinkSync(path)}`) };
+  if (st.isDirectory()) {
+    const tree = fingerprintTree(path, nothingExcluded, stamps)!;
+    return { stamp: `tree:${tree.entries}`, hash: tree.hash };
+  }
+  return { stamp: stampOf(st), hash: "special" };
+}
+
+/** Reasons a recorded task's outputs no longer match what it published. */
+export function verifyOutputs(record: TaskRecord, stamps: StampCache): string[] {
+  const reasons: string[] = [];
+  for (const [path, recorded] of Object.entries(record.outputs)) {
+    const now = observeOutput(path, stamps);
+    if (!now) reasons.push(`output ${path} is missing`);
+    else if (now.hash !== recorded.hash) reasons.push(`output ${path} was modified since it was built`);
+  }
+  return reasons;
+}
+
+export function outputHashOf(key: KeyDoc, outputs: Record<string, OutputRecord>, value: Json | undefined): string {
+  const paths = Object.keys(outputs);
+  if (paths.length === 0 && value === undefined) return hashString(keyText(key));
+  const hashes: Record<string, string> = {};
+  for (const path of paths.sort()) hashes[path] = outputs[path]!.hash;
+  return hashString(canonicalJson({ outputs: hashes, value: value ?? null }));
+}

@@ -1,0 +1,2 @@
+// The LTSP part of ltspfile.ts: images, boot artifacts and server settings.
+export interface LtspConfig {}
