@@ -26,10 +26,10 @@ class UsageError extends Error {}
 interface CommonOptions {
   config?: string;
   cacheDir?: string;
-  baseDir: string;
-  tftpDir: string;
-  homeDir: string;
-  etcDir: string;
+  baseDir?: string;
+  tftpDir?: string;
+  homeDir?: string;
+  etcDir?: string;
   jobs?: string;
   keepGoing?: boolean;
   quiet?: boolean;
@@ -42,10 +42,10 @@ function addCommonOptions(command: Command): Command {
   return command
     .option("-c, --config <file>", "config file (default: ./ltspfile.ts; without one, built-in defaults)")
     .option("--cache-dir <dir>", "state directory (default: cache/ next to the config file)")
-    .option("--base-dir <dir>", "LTSP base directory: chroots, VM disks, images/", "/srv/ltsp")
-    .option("--tftp-dir <dir>", "TFTP root", "/srv/tftp")
-    .option("--home-dir <dir>", "home directories (NFS home export)", "/home")
-    .option("--etc-dir <dir>", "where server configs are read and written", "/etc")
+    .option("--base-dir <dir>", "LTSP base directory: chroots, VM disks, images/ (default: /srv/ltsp)")
+    .option("--tftp-dir <dir>", "TFTP root (default: /srv/tftp)")
+    .option("--home-dir <dir>", "home directories, for the NFS home export (default: /home)")
+    .option("--etc-dir <dir>", "where server configs are read and written (default: /etc)")
     .option("-q, --quiet", "print only failures and the summary")
     .option("-v, --verbose", "print every command and log line");
 }
@@ -73,10 +73,10 @@ interface Session {
 function rootsFrom(options: CommonOptions, configPath: string | undefined): Roots {
   const cacheDir = resolve(options.cacheDir ?? join(configPath ? dirname(configPath) : process.cwd(), "cache"));
   return {
-    baseDir: resolve(options.baseDir),
-    tftpDir: resolve(options.tftpDir),
-    homeDir: resolve(options.homeDir),
-    etcDir: resolve(options.etcDir),
+    baseDir: resolve(options.baseDir ?? "/srv/ltsp"),
+    tftpDir: resolve(options.tftpDir ?? "/srv/tftp"),
+    homeDir: resolve(options.homeDir ?? "/home"),
+    etcDir: resolve(options.etcDir ?? "/etc"),
     cacheDir,
   };
 }
@@ -326,6 +326,13 @@ async function clean(targets: string[], options: CommonOptions & { outputs?: boo
   }
 }
 
+/** A subcommand's options with the ones given before it (`ltsp-make -v plan`). */
+function withGlobals<T>(cmd: Command): T {
+  const merged: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(cmd.optsWithGlobals())) if (value !== undefined) merged[key] = value;
+  return merged as T;
+}
+
 export function program(): Command {
   const root = new Command("ltsp-make")
     .description("Builds what LTSP clients netboot from, incrementally: images, kernels, ltsp.img, iPXE, NFS, NBD, dnsmasq.")
@@ -355,14 +362,17 @@ Examples:
       .option("--markdown", "a table and diffs for a review comment")
       .option("--no-diff", "leave out file diffs")
       .addOption(new Option("--force [task]", "plan as if forced").argParser((v: string, p: true | string[] | undefined) => (p === true ? true : [...(p ?? []), v])))
-      .action(async (targets: string[], options: CommonOptions & PlanFlags) => setExitCode(await plan(targets, options, options))),
+      .action(async (targets: string[], _o: unknown, cmd: Command) => {
+        const options = withGlobals<CommonOptions & PlanFlags>(cmd);
+        setExitCode(await plan(targets, options, options));
+      }),
   );
   addCommonOptions(
     root
       .command("explain")
       .description("compare a task's recorded key with the current one, field by field")
       .argument("<task>", "task id (or a group to explain each of its tasks)")
-      .action(async (task: string, options: CommonOptions) => setExitCode(await explain(task, options))),
+      .action(async (task: string, _o: unknown, cmd: Command) => setExitCode(await explain(task, withGlobals(cmd)))),
   );
   addCommonOptions(
     root
@@ -370,7 +380,7 @@ Examples:
       .description("print the task graph")
       .argument("[targets...]", "what to draw (default: all)", [])
       .addOption(new Option("--format <format>", "output format").choices(["dot", "mermaid", "list"]).default("dot"))
-      .action(async (targets: string[], options: CommonOptions & { format: string }) => setExitCode(await graphCommand(targets, options))),
+      .action(async (targets: string[], _o: unknown, cmd: Command) => setExitCode(await graphCommand(targets, withGlobals(cmd)))),
   );
   addCommonOptions(
     root
@@ -378,7 +388,7 @@ Examples:
       .description("forget the recorded state of tasks so they rebuild (published files stay unless --outputs)")
       .argument("[targets...]", "what to forget (default: everything)", [])
       .option("--outputs", "also delete the tasks' outputs")
-      .action(async (targets: string[], options: CommonOptions & { outputs?: boolean }) => setExitCode(await clean(targets, options))),
+      .action(async (targets: string[], _o: unknown, cmd: Command) => setExitCode(await clean(targets, withGlobals(cmd)))),
   );
   return root;
 }

@@ -103,7 +103,7 @@ export async function loadConfigFile<T>(file: string, required: boolean, stateDi
     const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
     throw new ConfigError(`${where}: loading the config failed: ${message}`);
   }
-  if (loaded === undefined || loaded === null || typeof loaded !== "object") {
+  if (loaded === undefined || loaded === null || (typeof loaded !== "object" && typeof loaded !== "function")) {
     throw new ConfigError(`${path} must export its config as the default export: export default defineConfig({ ... })`);
   }
   return { path, config: loaded as T };

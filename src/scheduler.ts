@@ -1,8 +1,8 @@
 // Runs the stale part of a plan (design rules 5, 6, 7): critical path first through p-queue,
 // resource classes limiting what runs together, scoped resources set up on first use and torn
 // down after the last, early cutoff when an upstream task re-ran without changing its output.
-import { mkdirSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { mkdirSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import PQueue from "p-queue";
 import { writeFileAtomicSync } from "./atomic.ts";
 import { CancelledError, createExec } from "./exec.ts";
@@ -14,7 +14,7 @@ import { observeOutput, outputHashOf, verifyOutputs } from "./outputs.ts";
 import { computeKey, recordedUpstream, renderTask, type Plan, type PlanContext, type RenderedFile } from "./plan.ts";
 import type { Reporter, RunSummary, TaskOutcome } from "./report/reporter.ts";
 import type { OutputRecord, TaskRecord } from "./state/store.ts";
-import type { Json, ResourceContext, TaskContext, TaskDef, UpstreamResult } from "./types.ts";
+import type { GeneratedFile, Json, ResourceContext, TaskContext, TaskDef, UpstreamResult } from "./types.ts";
 import { removeWorkDir } from "./workdirs.ts";
 
 export interface RunOptions {
@@ -279,8 +279,9 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
       const { key } = await computeKey(task, depHashNow, ctx, rendered);
       state.markStarted(id);
       mkdirSync(workDir, { recursive: true });
-      if (rendered) writeRendered(rendered);
       const context = taskContext(id, workDir, runSignal, log, resources, upstreamOf, reporter);
+      if (rendered && task.verify) await task.verify(context, writeDrafts(rendered, workDir));
+      if (rendered) writeRendered(rendered);
       const returned = task.run ? await task.run(context) : undefined;
       if (runSignal.aborted && options.signal.aborted) throw new CancelledError();
       const value = returned === undefined ? undefined : (JSON.parse(JSON.stringify(returned)) as Json);
@@ -334,6 +335,14 @@ function tidy(dir: string, reporter: Reporter): void {
   }
 }
 
+function writeDrafts(files: RenderedFile[], workDir: string): GeneratedFile[] {
+  return files.map((file, i) => {
+    const draft = join(workDir, `draft-${i}-${basename(file.path)}`);
+    writeFileSync(draft, file.content, { mode: file.mode });
+    return { ...file, draft };
+  });
+}
+
 function writeRendered(files: RenderedFile[]): void {
   for (const file of files) {
     mkdirSync(dirname(file.path), { recursive: true });
@@ -356,6 +365,7 @@ function taskContext(
     workDir,
     exec: createExec(signal, log),
     log,
+    notice: (message) => reporter.notice(id, message),
     progress: (fraction, text) => reporter.taskProgress(id, Math.max(0, Math.min(1, fraction)), text),
     resource<T>(resourceId: string): T {
       if (!resources.has(resourceId)) throw new Error(`task ${id} asked for resource ${resourceId} without listing it in uses`);

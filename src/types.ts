@@ -12,8 +12,9 @@ export type InputSpec =
   /**
    * A directory tree: every entry's type, mode, owner, size, symlink target and content.
    * `exclude` patterns (mksquashfs -wildcards syntax, relative to the tree) are never walked.
+   * `under` is where the tree appears inside an image (e.g. "boot"): patterns then match "boot/...".
    */
-  | { tree: string; exclude?: string[] };
+  | { tree: string; exclude?: string[]; under?: string };
 
 /** A tool whose version is part of the key, e.g. `{ name: "mksquashfs", version: ["mksquashfs", "-version"] }`. */
 export interface ToolSpec {
@@ -61,6 +62,8 @@ export interface TaskContext {
   exec(file: string, args: readonly string[], options: ExecOptions & { binary: true }): Promise<ExecBufferResult>;
   /** A line for the log (shown with -v, and on failure). */
   log(message: string): void;
+  /** Something the user must read even in a quiet run (e.g. a restart left to them). */
+  notice(message: string): void;
   /** Progress of a long step, 0..1, shown in the task's bar. */
   progress(fraction: number, text?: string): void;
   /** The value a scoped resource's setup returned. The task must list it in `uses`. */
@@ -116,8 +119,18 @@ export interface TaskDef {
   estimate?: number;
   /** Generate files from data; the engine writes them atomically and `plan` shows their diff. */
   render?: (ctx: RenderContext) => RenderedFiles | Promise<RenderedFiles>;
+  /** Check generated files before they are published (they are in `ctx.workDir` under their base names too). */
+  verify?: (ctx: TaskContext, files: GeneratedFile[]) => Promise<void>;
   /** Do the work. May return a JSON value that dependents read with `ctx.upstream(id).value`. */
   run?: (ctx: TaskContext) => Promise<Json | void> | Json | void;
+}
+
+export interface GeneratedFile {
+  path: string;
+  content: Buffer;
+  mode: number;
+  /** A copy in the task's work directory, for checkers that read files (e.g. dnsmasq --test). */
+  draft: string;
 }
 
 export interface RenderContext {

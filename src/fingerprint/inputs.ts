@@ -1,5 +1,5 @@
 // Fingerprints of a task's declared inputs, as key-document fields.
-import { statSync } from "node:fs";
+import { lstatSync, readlinkSync, statSync } from "node:fs";
 import fg from "fast-glob";
 import type { InputSpec, Json } from "../types.ts";
 import { canonicalJson, hashString } from "../hash.ts";
@@ -16,7 +16,8 @@ export function inputLabel(spec: InputSpec): string {
     const patterns = Array.isArray(spec.glob) ? spec.glob.join("|") : spec.glob;
     return `glob:${spec.cwd}:${patterns}${spec.ignore?.length ? `!${spec.ignore.join("|")}` : ""}`;
   }
-  return `tree:${spec.tree}${spec.exclude?.length ? `!${hashString(spec.exclude.join("\n"))}` : ""}`;
+  const excluded = spec.exclude?.length ? `!${hashString(spec.exclude.join("\n"))}` : "";
+  return `tree:${spec.tree}${spec.under ? `@${spec.under}` : ""}${excluded}`;
 }
 
 export function fileFingerprint(path: string, stamps: StampCache): string {
@@ -31,6 +32,18 @@ export function fileFingerprint(path: string, stamps: StampCache): string {
   return stamps.hash(path, st);
 }
 
+/** Like fileFingerprint, but a symlink is recorded by its target: globs often look inside images. */
+function entryFingerprint(path: string, stamps: StampCache): string {
+  try {
+    const st = lstatSync(path);
+    if (st.isSymbolicLink()) return `link:${readlinkSync(path)}`;
+    if (st.isFile()) return stamps.hash(path, st);
+  } catch {
+    return "missing";
+  }
+  return fileFingerprint(path, stamps);
+}
+
 export function fingerprintInput(spec: InputSpec, stamps: StampCache): Json {
   if ("file" in spec) return fileFingerprint(spec.file, stamps);
   if ("glob" in spec) {
@@ -38,11 +51,13 @@ export function fingerprintInput(spec: InputSpec, stamps: StampCache): Json {
       .sync(spec.glob, { cwd: spec.cwd, dot: true, onlyFiles: true, followSymbolicLinks: false, ignore: spec.ignore ?? [] })
       .sort();
     const detail: Record<string, string> = {};
-    for (const rel of files) detail[rel] = fileFingerprint(`${spec.cwd}/${rel}`, stamps);
+    for (const rel of files) detail[rel] = entryFingerprint(`${spec.cwd}/${rel}`, stamps);
     if (files.length <= GLOB_DETAIL_LIMIT) return detail;
     return { files: files.length, hash: hashString(canonicalJson(detail)) };
   }
-  const tree = fingerprintTree(spec.tree, compileExcludes(spec.exclude ?? []), stamps);
+  const matcher = compileExcludes(spec.exclude ?? []);
+  const under = spec.under?.replace(/^\/+|\/+$/g, "");
+  const tree = fingerprintTree(spec.tree, under ? (rel) => matcher(`${under}/${rel}`) : matcher, stamps);
   if (!tree) return "missing";
   return { hash: tree.hash, entries: tree.entries, parts: tree.parts };
 }

@@ -90,6 +90,10 @@ export class ListrReporter implements Reporter {
     if (this.verbose) this.notes.push(message);
   }
 
+  notice(id: string, message: string): void {
+    this.notes.push(`note [${id}] ${message}`);
+  }
+
   async end(summary: RunSummary): Promise<void> {
     for (const row of this.rows.values()) row.ended({ id: "", outcome: "cancelled", durationMs: 0 });
     await this.listr;

@@ -60,6 +60,10 @@ export class PlainReporter implements Reporter {
     if (this.options.verbose) this.write(`        ${message}`);
   }
 
+  notice(id: string, message: string): void {
+    this.write(`note    [${id}] ${message}`);
+  }
+
   end(summary: RunSummary): void {
     if (!this.options.quiet || summary.failed.length) this.write(summaryLine(summary));
   }

@@ -34,7 +34,10 @@ export interface Reporter {
   taskLog(id: string, line: string): void;
   taskProgress(id: string, fraction: number, text?: string): void;
   taskEnd(end: TaskEnd): void;
+  /** Engine detail, shown with -v. */
   note(message: string): void;
+  /** A message a task wants every user to read. */
+  notice(id: string, message: string): void;
   end(summary: RunSummary): Promise<void> | void;
 }
 

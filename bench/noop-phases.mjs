@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// One instrumented ltsp-make build: the same steps, in the same order and through the same loader
+// (jiti, module cache on) as bin/ltsp-make.js and src/cli.ts's build(), with a timestamp after each.
+// Plain JavaScript like bin/ltsp-make.js, so no extra loader hook skews the start-up figures.
+// Usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE  → prints [{name, ms}, ...] as JSON.
+import { performance } from "node:perf_hooks";
+
+const marks = [{ name: "node start (to first line)", ms: performance.now() }];
+let last = performance.now();
+const mark = (name) => {
+  const now = performance.now();
+  marks.push({ name, ms: now - last });
+  last = now;
+};
+
+const [cacheDir, configFile] = process.argv.slice(2);
+if (!cacheDir || !configFile) {
+  process.stderr.write("usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE\n");
+  process.exit(2);
+}
+
+const { createJiti } = await import("jiti");
+const jiti = createJiti(new URL("../bin/ltsp-make.js", import.meta.url).href, { moduleCache: true });
+await jiti.import("../src/cli.ts");
+const { loadConfigFile, VERSION } = await jiti.import("../src/config.ts");
+const { initHash } = await jiti.import("../src/hash.ts");
+const { buildGraph, evaluateConfig } = await jiti.import("../src/project.ts");
+const { checkGraph, selectTargets } = await jiti.import("../src/graph.ts");
+const { StateStore } = await jiti.import("../src/state/store.ts");
+const { StateLock } = await jiti.import("../src/state/lock.ts");
+const { StampCache } = await jiti.import("../src/fingerprint/stamps.ts");
+const { ToolVersions } = await jiti.import("../src/fingerprint/tools.ts");
+const { standaloneExec } = await jiti.import("../src/exec.ts");
+const { makePlan } = await jiti.import("../src/plan.ts");
+const { deadRunWorkDirs, runWorkDir } = await jiti.import("../src/workdirs.ts");
+mark("load engine modules (jiti)");
+
+await initHash();
+mark("initHash (xxhash wasm)");
+
+const loaded = await loadConfigFile(configFile, true, cacheDir, false);
+mark("load ltspfile.ts (jiti)");
+
+const roots = { baseDir: "/srv/ltsp", tftpDir: "/srv/tftp", homeDir: "/home", etcDir: "/etc", cacheDir };
+const config = evaluateConfig(loaded.config, roots);
+const graph = checkGraph(buildGraph(config, roots));
+const selected = selectTargets(graph, []);
+mark("build + check graph");
+
+const state = StateStore.load(cacheDir, `ltsp-make ${VERSION}`);
+state.snapshot.generation += 1;
+const stamps = new StampCache(state.snapshot.stamps, state.snapshot.generation);
+const tools = new ToolVersions(state.snapshot.tools, standaloneExec());
+mark("load state (state.json)");
+
+const lock = new StateLock(cacheDir);
+lock.acquire("ltsp-make bench/noop-phases.mjs");
+deadRunWorkDirs(cacheDir);
+mark("lock + work dirs");
+
+const context = { graph, state, stamps, tools, force: new Set() };
+const plan = await makePlan(context, selected);
+mark("plan (keys, stamps, outputs)");
+
+const { PlainReporter } = await jiti.import("../src/report/plain.ts");
+const { execute } = await jiti.import("../src/scheduler.ts");
+const reporter = new PlainReporter({ verbose: false, quiet: true, write: () => {} });
+reporter.begin(plan.order.map((id) => ({ id, title: plan.verdicts.get(id).title, willRun: plan.verdicts.get(id).status === "stale" })));
+const summary = await execute(context, plan, {
+  jobs: 2,
+  keepGoing: false,
+  reporter,
+  workRoot: runWorkDir(cacheDir),
+  signal: new AbortController().signal,
+  interruptedBy: () => undefined,
+});
+if (summary.ran !== 0) throw new Error(`expected a no-op, but ${summary.ran} task(s) ran`);
+mark("scheduler (all fresh)");
+
+const saved = summary.ran > 0 || stamps.changed || tools.changed || summary.failed.length > 0;
+if (saved) state.save({ stamps: stamps.toJSON(), tools: tools.toJSON() });
+state.closeJournal();
+lock.release();
+mark(saved ? "save state.json (rewritten)" : "save state.json (skipped)");
+
+process.stdout.write(`${JSON.stringify(marks)}\n`);
