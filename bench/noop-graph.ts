@@ -112,13 +112,19 @@ function writeInputs(root: string, chains: number, depth: number): void {
 export interface Sides {
   ltspDir: string;
   cacheDir: string;
+  /** Base, TFTP, home and etc roots for ltsp-make: inside the temp dir, so nothing outside it is touched. */
+  rootsDir: string;
   ninjaDir: string;
 }
 
+/** Only the generated tasks are selected (every `gen:*` task), not the built-in LTSP ones. */
+export const TARGET = "gen";
+
 /** Writes the inputs, the ltspfile and build.ninja under `root`; returns where each side lives. */
 export function prepareGraph(root: string, chains: number, depth: number): Sides & { tasks: number; edges: number } {
-  const sides: Sides = { ltspDir: join(root, "ltsp"), cacheDir: join(root, "ltsp", "cache"), ninjaDir: join(root, "ninja") };
+  const sides: Sides = { ltspDir: join(root, "ltsp"), cacheDir: join(root, "ltsp", "cache"), rootsDir: join(root, "roots"), ninjaDir: join(root, "ninja") };
   mkdirSync(sides.ltspDir, { recursive: true });
+  for (const sub of ["base", "tftp", "home", "etc"]) mkdirSync(join(sides.rootsDir, sub), { recursive: true });
   mkdirSync(sides.ninjaDir, { recursive: true });
   writeInputs(root, chains, depth);
   writeFileSync(join(sides.ltspDir, "ltspfile.ts"), ltspfileSource(root, chains, depth));
@@ -142,8 +148,14 @@ export async function buildBoth(sides: Sides, tasks: number): Promise<{ ltsp: nu
   return { ltsp, ninja };
 }
 
+/** Options that keep ltsp-make inside the temp dir: config, state and every root. */
+function commonArgs(sides: Sides): string[] {
+  const r = sides.rootsDir;
+  return ["--cache-dir", sides.cacheDir, "--config", join(sides.ltspDir, "ltspfile.ts"), "--base-dir", `${r}/base`, "--tftp-dir", `${r}/tftp`, "--home-dir", `${r}/home`, "--etc-dir", `${r}/etc`];
+}
+
 export function ltspArgs(sides: Sides): string[] {
-  return [CLI, "--cache-dir", sides.cacheDir, "--config", join(sides.ltspDir, "ltspfile.ts")];
+  return [CLI, ...commonArgs(sides), TARGET];
 }
 
 export async function ltspNoop(sides: Sides, tasks: number): Promise<number> {
@@ -168,7 +180,8 @@ export async function ninjaNoop(sides: Sides): Promise<number> {
 
 async function phasesOnce(sides: Sides): Promise<{ phases: Phase[]; wallMs: number }> {
   const start = nowMs();
-  const result = await execa("node", [join(REPO_ROOT, "bench", "noop-phases.mjs"), sides.cacheDir, join(sides.ltspDir, "ltspfile.ts")], {
+  const script = join(REPO_ROOT, "bench", "noop-phases.mjs");
+  const result = await execa("node", [script, sides.cacheDir, join(sides.ltspDir, "ltspfile.ts"), sides.rootsDir, TARGET], {
     cwd: sides.ltspDir,
   });
   const wallMs = nowMs() - start;
@@ -181,9 +194,7 @@ async function phasesOnce(sides: Sides): Promise<{ phases: Phase[]; wallMs: numb
 
 /** Counts the edges ltsp-make sees, so a mismatch with ninja's graph cannot go unnoticed. */
 async function checkSameGraph(sides: Sides, tasks: number, edges: number): Promise<void> {
-  const listed = await execa("node", [CLI, "graph", "--format", "list", "--cache-dir", sides.cacheDir, "--config", join(sides.ltspDir, "ltspfile.ts")], {
-    cwd: sides.ltspDir,
-  });
+  const listed = await execa("node", [CLI, "graph", "--format", "list", ...commonArgs(sides), TARGET], { cwd: sides.ltspDir });
   const lines = listed.stdout.trim().split("\n");
   const ltspEdges = lines.reduce((n, line) => n + (line.includes("  <- ") ? line.split("  <- ")[1]!.split(", ").length : 0), 0);
   if (lines.length !== tasks || ltspEdges !== edges) {

@@ -2,7 +2,8 @@
 // One instrumented ltsp-make build: the same steps, in the same order and through the same loader
 // (jiti, module cache on) as bin/ltsp-make.js and src/cli.ts's build(), with a timestamp after each.
 // Plain JavaScript like bin/ltsp-make.js, so no extra loader hook skews the start-up figures.
-// Usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE  → prints [{name, ms}, ...] as JSON.
+// Usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE ROOTS_DIR TARGET → prints [{name, ms}, ...] as JSON.
+// ROOTS_DIR holds base/, tftp/, home/ and etc/, used as the roots (never the real /srv or /etc).
 import { performance } from "node:perf_hooks";
 
 const marks = [{ name: "node start (to first line)", ms: performance.now() }];
@@ -13,9 +14,9 @@ const mark = (name) => {
   last = now;
 };
 
-const [cacheDir, configFile] = process.argv.slice(2);
-if (!cacheDir || !configFile) {
-  process.stderr.write("usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE\n");
+const [cacheDir, configFile, rootsDir, target] = process.argv.slice(2);
+if (!cacheDir || !configFile || !rootsDir || !target) {
+  process.stderr.write("usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE ROOTS_DIR TARGET\n");
   process.exit(2);
 }
 
@@ -41,10 +42,10 @@ mark("initHash (xxhash wasm)");
 const loaded = await loadConfigFile(configFile, true, cacheDir, false);
 mark("load ltspfile.ts (jiti)");
 
-const roots = { baseDir: "/srv/ltsp", tftpDir: "/srv/tftp", homeDir: "/home", etcDir: "/etc", cacheDir };
+const roots = { baseDir: `${rootsDir}/base`, tftpDir: `${rootsDir}/tftp`, homeDir: `${rootsDir}/home`, etcDir: `${rootsDir}/etc`, cacheDir };
 const config = evaluateConfig(loaded.config, roots);
 const graph = checkGraph(buildGraph(config, roots));
-const selected = selectTargets(graph, []);
+const selected = selectTargets(graph, [target]);
 mark("build + check graph");
 
 const state = StateStore.load(cacheDir, `ltsp-make ${VERSION}`);
@@ -67,7 +68,7 @@ const { execute } = await jiti.import("../src/scheduler.ts");
 const reporter = new PlainReporter({ verbose: false, quiet: true, write: () => {} });
 reporter.begin(plan.order.map((id) => ({ id, title: plan.verdicts.get(id).title, willRun: plan.verdicts.get(id).status === "stale" })));
 const summary = await execute(context, plan, {
-  jobs: 2,
+  jobs: config.jobs ?? 2,
   keepGoing: false,
   reporter,
   workRoot: runWorkDir(cacheDir),

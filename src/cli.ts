@@ -333,6 +333,29 @@ function withGlobals<T>(cmd: Command): T {
   return merged as T;
 }
 
+async function revert(name: string, options: CommonOptions): Promise<number> {
+  const session = await openSession(options, false);
+  const { roots, state, stamps, tools } = session;
+  ensureWritable(roots.cacheDir);
+  const lock = new StateLock(roots.cacheDir);
+  lock.acquire(["ltsp-make", ...process.argv.slice(2)].join(" "));
+  try {
+    const { revertImage } = await import("../tasks/commands.ts");
+    let message: string;
+    try {
+      message = revertImage(name, session);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    state.save({ stamps: stamps.toJSON(), tools: tools.toJSON() });
+    process.stdout.write(`${message}\n`);
+    return EXIT.ok;
+  } finally {
+    state.closeJournal();
+    lock.release();
+  }
+}
+
 export function program(): Command {
   const root = new Command("ltsp-make")
     .description("Builds what LTSP clients netboot from, incrementally: images, kernels, ltsp.img, iPXE, NFS, NBD, dnsmasq.")
@@ -389,6 +412,13 @@ Examples:
       .argument("[targets...]", "what to forget (default: everything)", [])
       .option("--outputs", "also delete the tasks' outputs")
       .action(async (targets: string[], _o: unknown, cmd: Command) => setExitCode(await clean(targets, withGlobals(cmd)))),
+  );
+  addCommonOptions(
+    root
+      .command("revert")
+      .description("point an image back at its previous generation (upstream: ltsp image -r)")
+      .argument("<name>", "image name")
+      .action(async (name: string, _o: unknown, cmd: Command) => setExitCode(await revert(name, withGlobals(cmd)))),
   );
   return root;
 }

@@ -46,3 +46,18 @@ export function outputHashOf(key: KeyDoc, outputs: Record<string, OutputRecord>,
   for (const path of paths.sort()) hashes[path] = outputs[path]!.hash;
   return hashString(canonicalJson({ outputs: hashes, value: value ?? null }));
 }
+
+/**
+ * Re-read a recorded task's outputs after they were changed on purpose (e.g. an image reverted
+ * to an older generation): the record keeps its key but now describes what is published, so
+ * the task stays fresh and its dependents see the new content.
+ */
+export function adoptOutputs(record: TaskRecord, stamps: StampCache): TaskRecord {
+  const outputs: Record<string, OutputRecord> = {};
+  for (const path of Object.keys(record.outputs)) {
+    const now = observeOutput(path, stamps);
+    if (!now) throw new Error(`${path} does not exist`);
+    outputs[path] = now;
+  }
+  return { ...record, outputs, outputHash: outputHashOf(record.key, outputs, record.value), finishedAt: new Date().toISOString() };
+}

@@ -32,7 +32,8 @@ export interface NfsBoot {
 
 /**
  * Boot an image served by nbd-server as a named export: the client's initramfs connects
- * /dev/nbd0 to it and mounts the squashfs on it directly.
+ * /dev/nbd0 to it and mounts the squashfs on it directly. The image needs the nbd-client
+ * package, whose initramfs hook adds the NBD client.
  */
 export interface NbdBoot {
   method: "nbd";
@@ -139,7 +140,7 @@ interface BootEntry {
   ltspImg: string;
 }
 
-function menuServer(field: string, value: string | undefined, fallback: string): string {
+function ipv4OrDefault(field: string, value: string | undefined, fallback: string): string {
   return value === undefined ? fallback : validateIpv4(field, value);
 }
 
@@ -170,7 +171,7 @@ function imageEntry(image: IpxeImage, index: number, defaults: { baseDir: string
   const boot: ImageBoot = image.boot ?? { method: "nfs" };
   let methodArgs: string;
   if (boot.method === "nfs") {
-    const server = menuServer(`${field}.boot.server`, boot.server, "${srv}");
+    const server = ipv4OrDefault(`${field}.boot.server`, boot.server, "${srv}");
     const baseDir = boot.baseDir === undefined ? defaults.baseDir : withoutTrailingSlash(validateKernelPath(`${field}.boot.baseDir`, boot.baseDir));
     methodArgs = `root=/dev/nfs nfsroot=${server}:${baseDir} ltsp.image=images/${name}.img loop.max_part=9`;
   } else if (boot.method === "nbd") {
@@ -189,7 +190,7 @@ function chrootEntry(chroot: IpxeChroot, index: number, defaults: { baseDir: str
   const field = `ipxe.chroots.${name}`;
   const title = chroot.title === undefined ? name : validateIpxeText(`${field}.title`, chroot.title);
   const base = chroot.tftpBase === undefined ? defaults.tftpBase : validateIpxeUrlBase(`${field}.tftpBase`, chroot.tftpBase);
-  const server = menuServer(`${field}.server`, chroot.server, "${srv}");
+  const server = ipv4OrDefault(`${field}.server`, chroot.server, "${srv}");
   const baseDir = chroot.baseDir === undefined ? defaults.baseDir : withoutTrailingSlash(validateKernelPath(`${field}.baseDir`, chroot.baseDir));
   const root = `${baseDir === "/" ? "" : baseDir}/${name}`;
   return { id: `r_${name}`, title, methodArgs: `root=/dev/nfs nfsroot=${server}:${root}`, ...fileUrls(base, name) };

@@ -243,48 +243,57 @@ async function tearDown(workDir: string, steps: Step[], exec: Exec, log: (messag
     }
   }
   steps.splice(0, steps.length, ...failed);
-  for (const pid of recordedHelperPids(workDir)) await stopHelper(pid, { marker: `${workDir}/` });
-  const left = mountsBelow(workDir);
-  if (left.length > 0) {
-    failures.push(`still mounted: ${left.map((entry) => entry.mountPoint).join(", ")}`);
-  } else {
-    rmSync(workDir, { recursive: true, force: true });
+  // Anything still there was mounted by a step interrupted half-way (e.g. cancelled while
+  // trying partitions) or is a step that failed above.
+  const left = await clearWorkDir(workDir, exec, log);
+  if (left.length === 0) {
+    for (const failure of failures) log(`warning: ${failure} (cleaned up afterwards)`);
+    steps.length = 0;
+    return;
   }
-  if (failures.length > 0) {
-    throw new Error(`Could not fully unmount ${workDir}:\n${failures.join("\n")}\nUnmount what is listed by hand, then remove ${workDir}.`);
-  }
+  failures.push(`still mounted: ${left.join(", ")}`);
+  throw new Error(`Could not fully unmount ${workDir}:\n${failures.join("\n")}\nUnmount what is listed by hand, then remove ${workDir}.`);
 }
 
 /**
- * Cleans the work directories of runs that died: unmounts everything mounted inside each (newest
- * mount first, so a mount goes before what it sits on), stops the helper processes it recorded,
- * and removes the directory. Nothing outside the given directories is touched; a directory that
+ * Unmounts whatever is mounted inside `dir` (newest mount first, so a mount goes before what it
+ * sits on), stops the helper processes recorded there, and removes `dir`. Returns the mount
+ * points that could not be unmounted; then `dir` is left in place.
+ */
+async function clearWorkDir(dir: string, exec: Exec, log: (message: string) => void): Promise<string[]> {
+  const unmountAll = async () => {
+    for (const entry of mountsBelow(dir).reverse()) {
+      try {
+        await unmountPath(entry.mountPoint, exec, log);
+      } catch (error) {
+        log(`warning: could not unmount ${entry.mountPoint}: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  };
+  await unmountAll();
+  for (const pid of recordedHelperPids(dir)) {
+    if (!(await stopHelper(pid, { marker: `${dir}/` }))) log(`warning: helper process ${pid} of ${dir} does not stop`);
+  }
+  await unmountAll();
+  const left = mountsBelow(dir).map((entry) => entry.mountPoint);
+  if (left.length === 0) rmSync(dir, { recursive: true, force: true });
+  return left;
+}
+
+/**
+ * Cleans the work directories of runs that died: their mounts, their helper processes, the
+ * directories themselves. Nothing outside the given directories is touched; a directory that
  * still has mounts is left in place with a warning.
  */
 export async function sweepStaleWorkDirs(dirs: readonly string[], exec: Exec, log: (message: string) => void): Promise<void> {
   for (const given of dirs) {
     const dir = resolve(given);
     if (!existsSync(dir)) continue;
-    const unmountAll = async () => {
-      for (const entry of mountsBelow(dir).reverse()) {
-        try {
-          await unmountPath(entry.mountPoint, exec, log);
-        } catch (error) {
-          log(`warning: could not unmount ${entry.mountPoint}: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      }
-    };
-    await unmountAll();
-    for (const pid of recordedHelperPids(dir)) {
-      if (!(await stopHelper(pid, { marker: `${dir}/` }))) log(`warning: helper process ${pid} of ${dir} does not stop`);
-    }
-    await unmountAll();
-    const left = mountsBelow(dir);
+    const left = await clearWorkDir(dir, exec, log);
     if (left.length > 0) {
-      log(`warning: leaving ${dir} in place: ${left.map((entry) => entry.mountPoint).join(", ")} still mounted`);
-      continue;
+      log(`warning: leaving ${dir} in place: ${left.join(", ")} still mounted`);
+    } else {
+      log(`removed ${dir} left by an interrupted run`);
     }
-    rmSync(dir, { recursive: true, force: true });
-    log(`removed ${dir} left by an interrupted run`);
   }
 }

@@ -1,5 +1,6 @@
 // The kernel's mount table (/proc/self/mountinfo) and unmounting with a last-resort lazy umount.
 import { readFileSync, realpathSync } from "node:fs";
+import { CancelledError } from "../../src/exec.ts";
 import type { Exec } from "../../src/exec.ts";
 
 export interface MountEntry {
@@ -71,6 +72,7 @@ export async function unmountPath(path: string, exec: Exec, log: (message: strin
       await exec("umount", [path]);
       return;
     } catch (error) {
+      if (error instanceof CancelledError) throw error;
       lastError = error;
       if (!isMountPoint(path)) return;
     }

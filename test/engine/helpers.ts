@@ -7,6 +7,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import { afterEach } from "vitest";
+import { VERSION } from "../../src/config.ts";
+import { hashString, initHash } from "../../src/hash.ts";
+
+await initHash();
 
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(PACKAGE_ROOT, "bin", "ltsp-make.js");
@@ -24,11 +28,19 @@ export interface CliOptions {
 }
 
 /**
- * Put at the top of every test ltspfile: imports, `DIR` (the project dir) and small recorders the
- * tasks use to leave evidence of what ran, when and in which order.
+ * The group every task of a test ltspfile joins: the built-in task library adds tasks of its own
+ * to every graph, so tests select theirs with this target (or by id).
+ */
+export const MINE = "mine";
+
+/**
+ * Put at the top of every test ltspfile: imports, `DIR` (the project dir), `task` (the engine's,
+ * adding the task to the MINE group) and small recorders the tasks use to leave evidence of what
+ * ran, when and in which order.
  */
 function prelude(dir: string): string {
-  return `import { defineConfig, task, resource } from "ltsp-make";
+  return `import { defineConfig, task as engineTask, resource, type TaskDef } from "ltsp-make";
+const task = (def: TaskDef): TaskDef => engineTask({ ...def, groups: [...(def.groups ?? []), ${JSON.stringify(MINE)}] });
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 const DIR = ${JSON.stringify(dir)};
 const at = (name: string): string => \`\${DIR}/\${name}\`;
@@ -56,16 +68,26 @@ export class TestProject {
     return path.join(this.dir, ...parts);
   }
 
-  /** Write ltspfile.ts: the prelude (see above), then `body`. Returns the prelude's line count. */
-  writeConfig(body: string): number {
+  /**
+   * Write ltspfile.ts: the prelude (see above), then `body`. Returns the prelude's line count.
+   * Type-checking a config takes seconds; unless `typecheck` is set, the file is recorded as
+   * already checked (as the CLI itself would after a first run), so only the tests about type
+   * checking pay for it.
+   */
+  writeConfig(body: string, options: { typecheck?: boolean } = {}): number {
     const head = prelude(this.dir);
-    fs.writeFileSync(this.configPath, `${head}${body}`);
+    this.writeRawConfig(`${head}${body}`, options);
     return head.split("\n").length - 1;
   }
 
-  /** Write ltspfile.ts exactly as given (for broken configs). */
-  writeRawConfig(source: string): void {
+  /** Write ltspfile.ts exactly as given. */
+  writeRawConfig(source: string, options: { typecheck?: boolean } = {}): void {
     fs.writeFileSync(this.configPath, source);
+    if (!options.typecheck) {
+      // The CLI's own cache entry (config.ts): keyed by version, path and source.
+      fs.mkdirSync(this.cacheDir, { recursive: true });
+      fs.writeFileSync(path.join(this.cacheDir, "typecheck.json"), JSON.stringify({ ok: hashString(`${VERSION}\n${this.configPath}\n${source}`) }));
+    }
   }
 
   write(rel: string, content: string | Buffer): string {

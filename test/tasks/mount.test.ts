@@ -3,7 +3,8 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { standaloneExec } from "../../src/exec.ts";
+import { CancelledError, createExec, standaloneExec } from "../../src/exec.ts";
+import type { Exec } from "../../src/exec.ts";
 import { isRunning, recordedHelperPids } from "../../tasks/lib/helper-process.ts";
 import { decodeMountPath, mountsBelow, parseMountInfo } from "../../tasks/lib/mountinfo.ts";
 import { mountSource, sweepStaleWorkDirs } from "../../tasks/lib/mount.ts";
@@ -200,6 +201,25 @@ describe("mountSource on disks", () => {
     expect(readFileSync(join(source.root, "etc/os-release"), "utf8")).toBe("ID=testos\n");
     await source.unmount();
     expect(leftovers(dir)).toEqual([]);
+  });
+
+  it("cleans up completely when cancelled half-way through choosing a partition", async () => {
+    makeDisk(join(base, "vm.img"), "dos", [
+      { sizeMiB: 8, type: "83", content: { fs: "ext4", tree: { "vmlinuz-6.1": "" } } },
+      { sizeMiB: 8, type: "83", content: { fs: "ext4", tree: OS_TREE } },
+    ], dir);
+    // Ctrl+C arrives just as the /boot-like first partition is to be unmounted again.
+    const controller = new AbortController();
+    const cancellable = createExec(controller.signal);
+    const exec: Exec = ((file: string, args: readonly string[] = [], execOptions = {}) => {
+      if (file === "umount") controller.abort();
+      return cancellable(file, args, execOptions);
+    }) as Exec;
+    await expect(mountSource("vm", { ...options(), exec })).rejects.toBeInstanceOf(CancelledError);
+    expect(leftovers(dir)).toEqual([]);
+    // Cleaned up properly, not by detaching a busy tmpfs.
+    expect(logs.filter((line) => line.includes("lazily"))).toEqual([]);
+    expect(existsSync(workDir)).toBe(false);
   });
 
   it("says which file it cannot mount", async () => {
