@@ -1,9 +1,12 @@
 // Every subprocess goes through here: execa, its own process group, and cancellation that kills
 // the whole tree (TERM, then KILL after a grace period).
-import { execa } from "execa";
 import type { ExecBufferResult, ExecOptions, ExecResult, TaskContext } from "./types.ts";
 
 const KILL_GRACE_MS = 3000;
+
+// Loaded on first use: most no-op runs start no command at all.
+let execaModule: Promise<typeof import("execa")> | undefined;
+const loadExeca = () => (execaModule ??= import("execa"));
 const STDERR_TAIL_LINES = 20;
 
 export class CommandError extends Error {
@@ -51,6 +54,8 @@ export function createExec(signal: AbortSignal, log: (line: string) => void = ()
     if (signal.aborted) throw new CancelledError();
     const commandLine = [file, ...args].join(" ");
     log(`$ ${commandLine}`);
+    const { execa } = await loadExeca();
+    if (signal.aborted) throw new CancelledError();
     const child = execa(file, args, {
       cwd: options.cwd,
       env: options.env,

@@ -1,7 +1,7 @@
 // The plan (design rule 8): for every selected task, stale or fresh and why. Making a plan reads
 // and never writes; the scheduler reuses the same key computation when it runs tasks.
 import { readFileSync } from "node:fs";
-import { createTwoFilesPatch } from "diff";
+import { createRequire } from "node:module";
 import { hashBytes, hashString } from "./hash.ts";
 import { fingerprintInput, inputLabel } from "./fingerprint/inputs.ts";
 import { MISSING, type ToolVersions } from "./fingerprint/tools.ts";
@@ -11,6 +11,8 @@ import { describeChange, diffKeys, keyText, type KeyDoc } from "./key.ts";
 import { verifyOutputs } from "./outputs.ts";
 import { isFinished, type StateStore } from "./state/store.ts";
 import type { Json, TaskDef, UpstreamResult } from "./types.ts";
+
+const require = createRequire(import.meta.url);
 
 export interface RenderedFile {
   path: string;
@@ -219,6 +221,7 @@ export function fileChanges(verdict: Verdict): FileChange[] {
       changes.push({ path: file.path, kind: "binary", diff: `binary file ${file.path} would ${before ? "change" : "be created"}\n` });
       continue;
     }
+    const { createTwoFilesPatch } = require("diff") as typeof import("diff");
     const patch = createTwoFilesPatch(
       before ? file.path : "/dev/null",
       file.path,

@@ -315,7 +315,11 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     remainingDeps.set(id, deps.size);
   }
   const initiallyReady = plan.order.filter((id) => remainingDeps.get(id) === 0);
+  // p-queue starts a task the moment it is added while a slot is free: hold the queue until every
+  // initially ready task is in it, so the first ones to start are the highest-priority ones.
+  queue.pause();
   for (const id of initiallyReady) void onReady(id);
+  queue.start();
 
   await allDone;
   await queue.onIdle();

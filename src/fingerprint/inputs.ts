@@ -1,11 +1,15 @@
 // Fingerprints of a task's declared inputs, as key-document fields.
 import { lstatSync, readlinkSync, statSync } from "node:fs";
-import fg from "fast-glob";
+import { createRequire } from "node:module";
 import type { InputSpec, Json } from "../types.ts";
 import { canonicalJson, hashString } from "../hash.ts";
 import { compileExcludes } from "./patterns.ts";
 import type { StampCache } from "./stamps.ts";
 import { fingerprintTree } from "./tree.ts";
+
+// Loaded on first use: only glob inputs need it.
+const require = createRequire(import.meta.url);
+let fastGlob: typeof import("fast-glob") | undefined;
 
 /** Globs with more matches than this are recorded as one hash instead of file by file. */
 const GLOB_DETAIL_LIMIT = 200;
@@ -47,7 +51,8 @@ function entryFingerprint(path: string, stamps: StampCache): string {
 export function fingerprintInput(spec: InputSpec, stamps: StampCache): Json {
   if ("file" in spec) return fileFingerprint(spec.file, stamps);
   if ("glob" in spec) {
-    const files = fg
+    fastGlob ??= require("fast-glob") as typeof import("fast-glob");
+    const files = fastGlob
       .sync(spec.glob, { cwd: spec.cwd, dot: true, onlyFiles: true, followSymbolicLinks: false, ignore: spec.ignore ?? [] })
       .sort();
     const detail: Record<string, string> = {};
