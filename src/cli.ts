@@ -93,8 +93,15 @@ async function openSession(options: CommonOptions, readOnly: boolean): Promise<S
   } catch (error) {
     throw new ConfigError(`${loaded.path}: evaluating the config failed: ${(error as Error).message}`);
   }
-  const graph = checkGraph(buildGraph(config, roots));
+  let graph: CheckedGraph;
+  try {
+    graph = checkGraph(buildGraph(config, roots));
+  } catch (error) {
+    if (error instanceof GraphError) throw error;
+    throw new ConfigError(`${loaded.path ?? "the built-in defaults"}: ${(error as Error).message}`);
+  }
   const state = StateStore.load(roots.cacheDir, `ltsp-make ${VERSION}`);
+  loaded.rememberTypeCheck();
   const generation = readOnly ? state.snapshot.generation : state.snapshot.generation + 1;
   if (!readOnly) state.snapshot.generation = generation;
   const stamps = new StampCache(state.snapshot.stamps, generation);

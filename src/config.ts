@@ -19,6 +19,8 @@ export class ConfigError extends Error {
 export interface LoadedConfig<T> {
   path: string | undefined;
   config: T | undefined;
+  /** Call once the config proved usable, to skip the type check until the file changes. */
+  rememberTypeCheck(): void;
 }
 
 const MAX_TYPE_ERRORS = 10;
@@ -62,7 +64,7 @@ export async function loadConfigFile<T>(file: string, required: boolean, stateDi
   const path = resolve(file);
   if (!existsSync(path)) {
     if (required) throw new ConfigError(`config file ${path} does not exist: check --config, or run without it for the built-in defaults`);
-    return { path: undefined, config: undefined };
+    return { path: undefined, config: undefined, rememberTypeCheck: () => {} };
   }
   const source = readFileSync(path, "utf8");
   const stamp = hashString(`${VERSION}\n${path}\n${source}`);
@@ -80,15 +82,16 @@ export async function loadConfigFile<T>(file: string, required: boolean, stateDi
       const more = errors.length > MAX_TYPE_ERRORS ? `\n(${errors.length - MAX_TYPE_ERRORS} more)` : "";
       throw new ConfigError(`${path} does not type-check:\n${shown}${more}\nFix these lines; nothing was built.`);
     }
-    if (!readOnly) {
-      try {
-        mkdirSync(stateDir, { recursive: true });
-        writeFileAtomicSync(cachePath, JSON.stringify({ ok: stamp }));
-      } catch {
-        // an unwritable state directory is reported by the run itself
-      }
-    }
   }
+  const rememberTypeCheck = () => {
+    if (readOnly || cached === stamp) return;
+    try {
+      mkdirSync(stateDir, { recursive: true });
+      writeFileAtomicSync(cachePath, JSON.stringify({ ok: stamp }));
+    } catch {
+      // an unwritable state directory is reported by the run itself
+    }
+  };
   const { createJiti } = await import("jiti");
   const jiti = createJiti(import.meta.url, {
     alias: { "ltsp-make": join(PACKAGE_ROOT, "src", "index.ts") },
@@ -106,5 +109,5 @@ export async function loadConfigFile<T>(file: string, required: boolean, stateDi
   if (loaded === undefined || loaded === null || (typeof loaded !== "object" && typeof loaded !== "function")) {
     throw new ConfigError(`${path} must export its config as the default export: export default defineConfig({ ... })`);
   }
-  return { path, config: loaded as T };
+  return { path, config: loaded as T, rememberTypeCheck };
 }
