@@ -128,7 +128,7 @@ async function cleanPrinters(image: ImageRoot, note: (line: string) => void): Pr
   const lines = text.split("\n");
   if (text.endsWith("\n")) lines.pop();
   const comments = lines.filter((line) => line.startsWith("#"));
-  if (comments.length === lines.length && !(await image.lstat(rel))?.isSymbolicLink()) return;
+  if (comments.length === lines.length) return;
   await image.replaceFile(rel, comments.map((line) => `${line}\n`).join(""), ownership(await image.stat(rel), 0o600));
   note(`removed ${lines.length - comments.length} printer lines from ${rel}`);
 }

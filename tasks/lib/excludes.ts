@@ -4,7 +4,9 @@
 import { readFileSync, statSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { compileComponent, isLiteralComponent } from "./fnmatch.ts";
+import { checkPattern, createExcludeMatcher, LEADING_SPACE } from "../../src/fingerprint/patterns.ts";
+
+export { createExcludeMatcher };
 
 /** The built-in list, by what it keeps out of the image. Patterns are relative to the image root. */
 export const BUILTIN_EXCLUDE_GROUPS: Readonly<Record<string, readonly string[]>> = {
@@ -92,72 +94,6 @@ export async function writeExcludesFile(file: string, patterns: readonly string[
     await rm(temporary, { force: true });
     throw error;
   }
-}
-
-// mksquashfs reads an exclude file line by line, skips leading white space (C isspace), then
-// ignores empty lines and lines starting with "#". Trailing white space stays in the pattern.
-const LEADING_SPACE = /^[ \t\n\v\f\r]+/;
-const STICKY_PREFIX = "... ";
-
-function checkPattern(pattern: string): void {
-  if (pattern.startsWith("/") || pattern.startsWith("./") || pattern.startsWith("../")) {
-    const relative = pattern.replace(/^(\.{0,2}\/+)+/, "");
-    throw new Error(
-      `Exclude pattern ${JSON.stringify(pattern)} starts with "/", "./" or "../", which mksquashfs -wildcards rejects; ` +
-        `patterns are relative to the image root: write ${JSON.stringify(relative)}.`,
-    );
-  }
-}
-
-type ComponentTest = (name: string) => boolean;
-
-/**
- * A predicate telling whether mksquashfs excludes a path, given relative to the image root
- * ("etc/.git", "var/log/apt/history.log"). `patterns` are exclude-file lines.
- *
- * mksquashfs matches a pattern one component at a time, each with glibc fnmatch and
- * FNM_PATHNAME|FNM_PERIOD|FNM_EXTMATCH, and an entry matching a whole pattern is left out
- * with everything under it. The predicate is true for such an entry and for all its
- * descendants, so it can be used during a walk (skip a directory it accepts) or on a flat list.
- * A pattern starting with "... " matches at any depth; like mksquashfs, only its first
- * component counts.
- */
-export function createExcludeMatcher(patterns: readonly string[]): (relPath: string) => boolean {
-  // Patterns whose first component is a plain name are looked up by that name.
-  const byFirstName = new Map<string, ComponentTest[][]>();
-  const wildFirst: ComponentTest[][] = [];
-  const anyDepth: ComponentTest[] = [];
-  for (const raw of patterns) {
-    const line = raw.replace(LEADING_SPACE, "");
-    if (line === "" || line.startsWith("#")) continue;
-    checkPattern(line);
-    if (line.startsWith(STICKY_PREFIX)) {
-      const first = line.slice(STICKY_PREFIX.length).split("/").find((part) => part !== "");
-      if (first !== undefined) anyDepth.push(compileComponent(first));
-      continue;
-    }
-    const parts = line.split("/").filter((part) => part !== "");
-    const first = parts[0];
-    if (first === undefined) continue;
-    if (isLiteralComponent(first)) {
-      const list = byFirstName.get(first) ?? [];
-      list.push(parts.slice(1).map(compileComponent));
-      byFirstName.set(first, list);
-    } else {
-      wildFirst.push(parts.map(compileComponent));
-    }
-  }
-  const matchesFrom = (candidates: readonly ComponentTest[][], names: readonly string[], offset: number) =>
-    candidates.some((tests) => tests.length <= names.length - offset && tests.every((test, i) => test(names[i + offset] as string)));
-  return (relPath: string) => {
-    const names = relPath.split("/").filter((part) => part !== "" && part !== ".");
-    const first = names[0];
-    if (first === undefined) return false;
-    const literal = byFirstName.get(first);
-    if (literal && matchesFrom(literal, names, 1)) return true;
-    if (matchesFrom(wildFirst, names, 0)) return true;
-    return anyDepth.length > 0 && names.some((name) => anyDepth.some((test) => test(name)));
-  };
 }
 
 function sortUnique(lines: readonly string[]): string[] {

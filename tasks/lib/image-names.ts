@@ -132,8 +132,12 @@ function fromPath(given: string, path: string, baseDir: string): ResolvedSource 
  * `BASE/NAME`, `./NAME`.
  */
 export function resolveSource(arg: string, baseDir: string, cwd: string = process.cwd()): ResolvedSource {
-  const target = arg.split(",", 1)[0] ?? "";
-  if (target === "") throw new Error(`Empty image source ${JSON.stringify(arg)}: give a NAME under ${baseDir} or a path.`);
+  return resolveSourcePath(arg.split(",", 1)[0] ?? "", baseDir, cwd);
+}
+
+/** As `resolveSource`, for a path or NAME already split from its options (it may contain commas). */
+export function resolveSourcePath(target: string, baseDir: string, cwd: string = process.cwd()): ResolvedSource {
+  if (target === "") throw new Error(`Empty image source ${JSON.stringify(target)}: give a NAME under ${baseDir} or a path.`);
   if (target.startsWith("/") || target.startsWith(".")) return fromPath(target, resolve(cwd, target), baseDir);
 
   const chroot = join(baseDir, target);

@@ -200,13 +200,16 @@ export class ImageRoot {
     await symlink(target, where);
   }
 
-  /** Create a directory and its parents inside the root, following links inside the root. */
+  /**
+   * Create a directory and its parents inside the root, following links inside the root. Each
+   * level is created alone: a resolved path's parent is always a directory checked on the way.
+   */
   async mkdir(rel: string, mode = 0o755): Promise<string> {
     let current = "";
     for (const name of components(rel)) {
       current = current ? `${current}/${name}` : name;
       const where = await this.resolve(current, true);
-      if (where === undefined) throw new Error(`Cannot create ${rel} in ${this.root}: a parent is not a directory.`);
+      if (where === undefined) throw new Error(`Cannot create ${rel} in ${this.root}: ${current} does not lead to a directory inside the image.`);
       const info = await lstat(where).catch(() => undefined);
       if (!info) await mkdir(where, { mode });
       else if (!info.isDirectory()) throw new Error(`Cannot create ${rel} in ${this.root}: ${current} is not a directory.`);

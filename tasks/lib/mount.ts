@@ -14,9 +14,9 @@ import type { Exec } from "../../src/exec.ts";
 import { mountDiskRoot, mountFilesystem, openRawView, probe } from "./disk.ts";
 import { lockPackageManager } from "./dpkg-lock.ts";
 import { recordedHelperPids, recordHelperPid, stopHelper } from "./helper-process.ts";
-import { resolveSource } from "./image-names.ts";
+import { resolveSourcePath } from "./image-names.ts";
 import type { ResolvedSource } from "./image-names.ts";
-import { mountsBelow, unmountPath } from "./mountinfo.ts";
+import { isMountPoint, mountsBelow, unmountPath } from "./mountinfo.ts";
 import { parseSourceSpec } from "./source-spec.ts";
 import type { SourceEntry } from "./source-spec.ts";
 
@@ -105,7 +105,7 @@ export async function mountSource(spec: string | readonly SourceEntry[], options
   const marker = `${workDir}/`;
   const root = join(workDir, "root");
   const tmpfs = join(workDir, "tmpfs");
-  const source = resolveSource(first.path, baseDir, options.cwd);
+  const source = resolveSourcePath(first.path, baseDir, options.cwd);
   const steps: Step[] = [];
   let lockRoot: string | undefined;
 
@@ -220,12 +220,19 @@ async function mountFile(
     return;
   }
   if (found.kind === "partition-table") {
+    // Registered first: while trying partitions one is mounted at a time, and an interruption
+    // must not leave it behind.
+    steps.push({
+      what: `mount of a partition of ${file}`,
+      undo: async (undoExec) => {
+        if (isMountPoint(target)) await unmountPath(target, undoExec, log);
+      },
+    });
     await mountDiskRoot(disk, target, { partition: entry.partition, fstype: entry.fstype, options: entry.options }, { exec, log });
-    mounted();
     return;
   }
   throw new Error(
-    `I don't know how to mount ${file}: ${found.kind === "unknown" ? found.detail : `a ${found.format} disk inside a ${found.format} disk`}. ` +
+    `I don't know how to mount ${file}: ${found.kind === "unknown" ? found.detail : `its raw sectors hold yet another ${found.format} disk`}. ` +
       `It should be a directory, a raw or partitioned disk, a filesystem image, or a qcow2/VDI/VMDK disk; check it with "blkid -p" and "qemu-img info", or give its type with "fstype=".`,
   );
 }

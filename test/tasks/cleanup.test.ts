@@ -184,7 +184,7 @@ describe("cleanupImage", () => {
   it("keeps resolv.conf when the image has no LTSP resolved drop-in", async () => {
     seedImage();
     fs.rmSync(path.join(root, "etc/systemd/resolved.conf.d/ltsp.conf"));
-    await cleanupImage(root, opts(), exec);
+    await cleanupImage(root, opts({ snakeoil: "remove" }), exec);
     expect(read("etc/resolv.conf")).toBe("nameserver 127.0.0.1\n");
   });
 

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CancelledError, createExec, standaloneExec } from "../../src/exec.ts";
 import type { Exec } from "../../src/exec.ts";
+import type { ExecOptions } from "../../src/types.ts";
 import { isRunning, recordedHelperPids } from "../../tasks/lib/helper-process.ts";
 import { decodeMountPath, mountsBelow, parseMountInfo } from "../../tasks/lib/mountinfo.ts";
 import { mountSource, sweepStaleWorkDirs } from "../../tasks/lib/mount.ts";
@@ -118,6 +119,19 @@ describe("mountSource on directories", () => {
     expect(leftovers(dir)).toEqual([]);
   });
 
+  it("overlays a directory whose path overlayfs options could not carry", async () => {
+    // Such a path cannot be written in the source syntax, but parsed entries can carry it.
+    const root = makeTree(join(dir, "rootfs"), { "etc/os-release": "ID=x\n" });
+    const odd = makeTree(join(dir, "odd dir,with:colon"), { "app/bin": "app\n" });
+    const source = await mountSource([{ path: root, subdir: "", options: [] }, { path: odd, subdir: "opt", options: [] }], options());
+    mounted.push(source);
+    expect(readFileSync(join(source.root, "opt/app/bin"), "utf8")).toBe("app\n");
+    writeFileSync(join(source.root, "opt/app/bin"), "changed\n");
+    expect(readFileSync(join(odd, "app/bin"), "utf8")).toBe("app\n");
+    await source.unmount();
+    expect(leftovers(dir)).toEqual([]);
+  });
+
   it("refuses a subdir that crosses a symlink, and cleans up what it had mounted", async () => {
     const root = makeTree(join(dir, "rootfs"), { "etc/os-release": "ID=x\n" });
     const escape = makeTree(join(dir, "outside"), {});
@@ -146,8 +160,9 @@ describe("mountSource on directories", () => {
     children.push(holder);
     await new Promise<void>((done) => holder.stdout!.once("data", () => done()));
     const mounting = mountSource("chroot1", options());
-    await new Promise((done) => setTimeout(done, 600));
-    expect(logs.some((line) => line.startsWith(`Waiting for ${lockFile}: apt or dpkg is running`))).toBe(true);
+    const waiting = () => logs.some((line) => line.startsWith(`Waiting for ${lockFile}: apt or dpkg is running`));
+    for (let i = 0; i < 200 && !waiting(); i++) await new Promise((done) => setTimeout(done, 50));
+    expect(waiting()).toBe(true);
     holder.kill("SIGTERM");
     const source = await mounting;
     mounted.push(source);
@@ -211,7 +226,7 @@ describe("mountSource on disks", () => {
     // Ctrl+C arrives just as the /boot-like first partition is to be unmounted again.
     const controller = new AbortController();
     const cancellable = createExec(controller.signal);
-    const exec: Exec = ((file: string, args: readonly string[] = [], execOptions = {}) => {
+    const exec = ((file: string, args: readonly string[] = [], execOptions: ExecOptions & { binary?: false } = {}) => {
       if (file === "umount") controller.abort();
       return cancellable(file, args, execOptions);
     }) as Exec;
