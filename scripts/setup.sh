@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   squashfs-tools util-linux fdisk cpio kmod e2fsprogs dosfstools mtools
   dnsmasq-base nbd-server nbd-client ipxe ipxe-qemu ovmf
-  qemu-system-x86 qemu-utils
+  qemu-system-x86 qemu-system-common qemu-utils
   openssh-server openssh-client rsync
   ltsp busybox-static python3
   mmdebstrap debootstrap

@@ -4,7 +4,7 @@
 import { mkdirSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import type { InputSpec, ResourceDef, Roots, Sweeper, TaskDef } from "../src/types.ts";
-import { tempPathFor } from "../src/atomic.ts";
+import { removeStaleTemps, tempPathFor } from "../src/atomic.ts";
 import { standaloneExec } from "../src/exec.ts";
 import type { CleanupSettings } from "./config.ts";
 import { cleanupImage } from "./lib/cleanup.ts";
@@ -142,6 +142,8 @@ export function imageTasks(image: ImagePlan, roots: Roots): { tasks: TaskDef[]; 
       chmodSync(dir, 0o700);
       const excludesFile = join(ctx.workDir, "image.excludes");
       await writeExcludesFile(excludesFile, excludes);
+      // A killed run leaves its partial image behind: as large as a whole image.
+      removeStaleTemps(image.imagePath);
       const temp = tempPathFor(image.imagePath);
       const command = [...prefix, "mksquashfs", root, temp, "-noappend", "-wildcards", "-ef", excludesFile, ...compression, ...extra];
       try {

@@ -7,6 +7,7 @@
 // of qemu-storage-daemon, or, where FUSE is unavailable, a raw copy made with qemu-img convert.
 import { closeSync, lstatSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { CancelledError } from "../../src/exec.ts";
 import type { Exec } from "../../src/exec.ts";
 import { isRunning, stopHelper } from "./helper-process.ts";
 import { isMountPoint, unmountPath } from "./mountinfo.ts";
@@ -224,7 +225,8 @@ function label(partition: Partition): string {
   return `p${partition.number}`;
 }
 
-function firstLine(error: unknown): string {
+/** The most telling line of a command's failure: the last line of its stderr tail. */
+function lastLine(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   const lines = message.split("\n").filter((line) => line.trim() !== "");
   return (lines.length > 1 ? lines[lines.length - 1] : lines[0]) ?? message;
@@ -238,24 +240,26 @@ function firstLine(error: unknown): string {
 export async function mountDiskRoot(
   disk: string,
   target: string,
-  choice: { partition?: number; fstype?: string; options?: readonly string[] },
+  choice: { partition?: number; fstype?: string; options?: readonly string[]; shownAs?: string },
   { exec, log }: DiskContext,
 ): Promise<RootPartition> {
   const partitions = await readPartitions(disk, exec);
-  if (partitions.length === 0) throw new Error(`${disk} has an empty partition table: there is nothing to mount.`);
+  // Messages name the disk the user gave, not a raw view of it.
+  const name = choice.shownAs ?? disk;
+  if (partitions.length === 0) throw new Error(`${name} has an empty partition table: there is nothing to mount.`);
   const listing = () => partitions.map((p) => `p${p.number} (type ${p.type})`).join(", ");
 
   if (choice.partition !== undefined) {
     const partition = partitions.find((p) => p.number === choice.partition);
     if (!partition) {
-      throw new Error(`${disk} has no partition ${choice.partition}; it has ${listing()}. Fix "partition=" in the image source.`);
+      throw new Error(`${name} has no partition ${choice.partition}; it has ${listing()}. Fix "partition=" in the image source.`);
     }
     const fstype = choice.fstype ?? (await blkidProbe(disk, exec, partition)).TYPE;
     if (!fstype) {
-      throw new Error(`blkid finds no filesystem on partition ${choice.partition} of ${disk}. Choose another partition, or give its type with "fstype=".`);
+      throw new Error(`blkid finds no filesystem on partition ${choice.partition} of ${name}. Choose another partition, or give its type with "fstype=".`);
     }
     await mountFilesystem(disk, target, { fstype, options: choice.options, offset: partition.start, size: partition.size }, exec);
-    log(`${disk}: mounted partition ${choice.partition} (${fstype}) as given`);
+    log(`${name}: mounted partition ${choice.partition} (${fstype}) as given`);
     return { partition, fstype };
   }
 
@@ -280,19 +284,20 @@ export async function mountDiskRoot(
     try {
       await mountFilesystem(disk, target, { fstype, options: choice.options, offset: partition.start, size: partition.size }, exec);
     } catch (error) {
-      looked.push(`${label(partition)} ${fstype}: cannot be mounted (${firstLine(error)})`);
+      if (error instanceof CancelledError) throw error;
+      looked.push(`${label(partition)} ${fstype}: cannot be mounted (${lastLine(error)})`);
       continue;
     }
     const marker = operatingSystemMarker(target);
     if (marker) {
-      log(`${disk}: root is partition ${partition.number} (${fstype}, has ${marker})`);
+      log(`${name}: root is partition ${partition.number} (${fstype}, has ${marker})`);
       return { partition, fstype };
     }
     await unmountPath(target, exec, log);
     looked.push(`${label(partition)} ${fstype}: no ${OS_MARKERS.join(", ")}`);
   }
   throw new Error(
-    `No partition of ${disk} holds an operating system (looked at ${looked.join("; ")}). ` +
+    `No partition of ${name} holds an operating system (looked at ${looked.join("; ")}). ` +
       `If the root is there, give it with ",partition=N" in the image source; otherwise check that this is the right disk.`,
   );
 }
@@ -310,7 +315,7 @@ export interface RawView {
 /** qemu refuses to open a disk that a running VM holds (its image locking). */
 export class DiskInUseError extends Error {
   constructor(file: string, cause: unknown) {
-    super(`${file} is in use (${firstLine(cause)}). Power the VM off before building from its disk.`);
+    super(`${file} is in use (${lastLine(cause)}). Power the VM off before building from its disk.`);
     this.name = "DiskInUseError";
   }
 }
@@ -391,8 +396,8 @@ export async function openRawView(
   try {
     return await fuseView(file, format, dir, context);
   } catch (error) {
-    if (error instanceof DiskInUseError) throw error;
-    context.log(`warning: no FUSE view of ${file} (${firstLine(error)}); making a raw copy instead`);
+    if (error instanceof DiskInUseError || error instanceof CancelledError) throw error;
+    context.log(`warning: no FUSE view of ${file} (${lastLine(error)}); making a raw copy instead`);
     return convertedView(file, format, dir, context);
   }
 }

@@ -228,7 +228,7 @@ async function mountFile(
         if (isMountPoint(target)) await unmountPath(target, undoExec, log);
       },
     });
-    await mountDiskRoot(disk, target, { partition: entry.partition, fstype: entry.fstype, options: entry.options }, { exec, log });
+    await mountDiskRoot(disk, target, { partition: entry.partition, fstype: entry.fstype, options: entry.options, shownAs: file }, { exec, log });
     return;
   }
   throw new Error(

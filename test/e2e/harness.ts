@@ -21,6 +21,15 @@ const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /** Lines on the serial console that mean the boot has failed, so the wait can stop early. */
 const FAILURE_PATTERNS = [/Kernel panic/, /\(initramfs\)/, /LTSP boot error/, /E2E-RESULT: FAIL/, /Booting \S+ failed, opening the iPXE shell/];
 
+/** Boot stages in the order they show on the serial console. */
+const STAGES = [
+  { name: "iPXE menu script loaded", pattern: /ltsp\.ipxe/ },
+  { name: "kernel started", pattern: /Linux version/ },
+  { name: "initramfs: root mounted / LTSP initrd-bottom", pattern: /Run \/init as init process|ltsp/i },
+  { name: "systemd started", pattern: /systemd\[1\]|Welcome to/ },
+  { name: "marker", pattern: /E2E-RESULT: OK/ },
+];
+
 /** Fails (never skips) when something the e2e tests need is not on this machine. */
 export async function requirePrerequisites(extra: string[] = []): Promise<void> {
   const missing: string[] = [];
@@ -57,6 +66,8 @@ interface Daemon {
 export interface BootResult {
   seconds: number;
   serial: string;
+  /** When each boot stage first showed on the serial log (seconds after QEMU started). */
+  timeline: string[];
 }
 
 /** One test's sandbox. Call cleanup() in afterEach/finally: it is safe to call at any stage. */
@@ -70,6 +81,8 @@ export class NetbootSandbox {
   readonly cacheDir: string;
   readonly runDir: string;
   private daemons: Daemon[] = [];
+  /** Processes started by a daemon's wrapper, known only by their pid files. */
+  private pidFiles: string[] = [];
   private nsCreated = false;
 
   constructor(label: string) {
@@ -265,8 +278,11 @@ export class NetbootSandbox {
     const expected = `E2E-RESULT: OK ${opts.marker}`;
     const deadline = started + opts.timeoutMs;
     let serial = "";
+    const timeline: string[] = [];
+    const pending = [...STAGES];
     for (;;) {
       serial = fs.existsSync(serialLog) ? fs.readFileSync(serialLog, "latin1") : "";
+      while (pending.length > 0 && pending[0]!.pattern.test(serial)) timeline.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${pending.shift()!.name}`);
       if (serial.includes(expected)) break;
       const failure = FAILURE_PATTERNS.find((re) => re.test(serial));
       const exited = qemu.exitCode !== null || qemu.signalCode !== null;
@@ -279,9 +295,10 @@ export class NetbootSandbox {
       await sleep(250);
     }
     const seconds = (Date.now() - started) / 1000;
+    if (process.env.E2E_KEEP_LOGS) fs.copyFileSync(serialLog, path.join(os.tmpdir(), `e2e-${path.basename(serialLog)}`));
     // The guest powers itself off; give it a moment so QEMU leaves on its own.
     await waitForExit(qemu, 15_000);
-    return { seconds, serial };
+    return { seconds, serial, timeline };
   }
 
   /** Kills everything this sandbox started (by PID), deletes the namespace and the temp dir. */
@@ -296,6 +313,17 @@ export class NetbootSandbox {
       }
     }
     this.daemons = [];
+    for (const file of this.pidFiles) {
+      const pid = Number(this.readTail(file, 100).trim());
+      if (Number.isInteger(pid) && pid > 1) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+    this.pidFiles = [];
     if (this.nsCreated) {
       await exec("ip", ["netns", "del", this.ns], { okExitCodes: [0, 1] });
       this.nsCreated = false;
@@ -303,13 +331,36 @@ export class NetbootSandbox {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
-  async stopDaemon(name: string): Promise<void> {
-    for (const d of this.daemons) if (d.name === name && d.child.exitCode === null) d.child.kill("SIGKILL");
-  }
-
-  /** Starts a daemon inside the namespace with a given command line (used by the NFS case). */
-  spawnInNamespace(name: string, args: string[]): ChildProcess {
-    return this.startDaemon(name, args);
+  /**
+   * nfs-ganesha (NFSv3 + MOUNT for klibc's nfsmount, and v4) exporting BASE read-only, with rpcbind,
+   * both in a private mount namespace whose /run is a tmpfs, so nothing of theirs shows on the host.
+   */
+  startNfsGanesha(): void {
+    const conf = path.join(this.runDir, "ganesha.conf");
+    const recovery = path.join(this.runDir, "ganesha-recovery");
+    fs.mkdirSync(recovery, { recursive: true });
+    fs.writeFileSync(
+      conf,
+      `NFS_CORE_PARAM { Protocols = 3, 4; NFS_Port = 2049; MNT_Port = 20048; Bind_addr = ${SERVER_IP};
+  Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = Mount; }
+NFSv4 { Graceless = true; Lease_Lifetime = 10; Minor_Versions = 1, 2; RecoveryBackend = fs;
+  RecoveryRoot = "${recovery}"; Only_Numeric_Owners = true; }
+NFS_KRB5 { Active_krb5 = false; }
+EXPORT { Export_Id = 1; Path = "${this.baseDir}"; Pseudo = "${this.baseDir}"; Access_Type = RO;
+  Squash = No_Root_Squash; SecType = sys; Protocols = 3, 4; Transports = TCP, UDP; FSAL { Name = VFS; } }
+`,
+    );
+    this.pidFiles.push(path.join(this.runDir, "rpcbind.pid"));
+    // Enter the namespace first: `ip netns exec` needs the host's /run/netns.
+    const script = [
+      "set -e",
+      "mount -t tmpfs tmpfs /run",
+      `rpcbind -f & echo $! > ${path.join(this.runDir, "rpcbind.pid")}`,
+      // ganesha registers with rpcbind as it starts.
+      "for i in $(seq 100); do [ -S /run/rpcbind.sock ] && break; sleep 0.1; done",
+      `exec ganesha.nfsd -F -f ${conf} -L ${path.join(this.runDir, "ganesha.log")} -p /run/ganesha.pid -N NIV_EVENT`,
+    ].join("\n");
+    this.startDaemon("ganesha", ["unshare", "-m", "--propagation", "private", "bash", "-c", script]);
   }
 }
 

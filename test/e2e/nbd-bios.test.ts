@@ -36,7 +36,7 @@ test("BIOS client boots its per-MAC default image over NBD with real DHCP", asyn
   await sandbox.waitForPorts(["udp:67", "udp:69", "tcp:10809"]);
 
   const result = await sandbox.boot({ mac, marker, timeoutMs: BOOT_TIMEOUT_MS });
-  console.log(`BIOS over NBD: marker after ${result.seconds.toFixed(1)} s`);
+  console.log(`BIOS over NBD: marker after ${result.seconds.toFixed(1)} s\n  ${result.timeline.join("\n  ")}`);
   expect(result.serial).toMatch(new RegExp(`E2E-RESULT: OK ${marker} root=overlay ltsp=yes`));
   const dnsmasqLog = fs.readFileSync(sandbox.dnsmasqLog, "utf8");
   expect(dnsmasqLog).toMatch(/sent .*ltsp\/ltsp\.ipxe/);
