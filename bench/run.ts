@@ -1,7 +1,7 @@
 // Runs every benchmark and prints the results as a Markdown table with the machine they ran on.
 // Sizes and run counts: BENCH_RUNS (≥ 5), BENCH_CHAINS × BENCH_DEPTH tasks, BENCH_TREE_FILES;
 // BENCH_BREAKDOWN=0 skips the instrumented no-op runs.
-import { cpus, totalmem } from "node:os";
+import { cpus, loadavg, totalmem } from "node:os";
 import { execa } from "execa";
 import { fmtMs, fmtRatio } from "./lib.ts";
 import { noopOptionsFromEnv, printNoop, runNoopBench } from "./noop-graph.ts";
@@ -18,6 +18,7 @@ async function ninjaVersion(): Promise<string> {
   }
 }
 
+const loadBefore = loadavg()[0]!;
 const noop = await runNoopBench(noopOptionsFromEnv(log));
 log("");
 const tree = await runTreeBench(treeOptionsFromEnv(log));
@@ -28,6 +29,8 @@ printTree(tree, log);
 const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
 out("");
 out(`Machine: ${cpus().length} CPUs (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, ninja ${await ninjaVersion()}`);
+// Other work on the machine skews every figure; the load average says how much there was.
+out(`Load average (1 min): ${loadBefore.toFixed(2)} before, ${loadavg()[0]!.toFixed(2)} after`);
 out("");
 out("| benchmark | ltsp-make | reference | ratio | goal |");
 out("| --- | ---: | ---: | ---: | --- |");

@@ -2,7 +2,7 @@
 // server rebuilds ltsp.img and nothing else.
 import { join } from "node:path";
 import { rmSync } from "node:fs";
-import { tempPathFor } from "../src/atomic.ts";
+import { removeStaleTemps, tempPathFor } from "../src/atomic.ts";
 import type { Roots, TaskDef } from "../src/types.ts";
 import type { LtspConfig } from "./config.ts";
 import { buildLtspImg, ltspImgInputs, type LtspImgOptions } from "./lib/ltsp-img.ts";
@@ -23,6 +23,7 @@ export function initrdTask(config: LtspConfig, roots: Roots): TaskDef {
     run: async (ctx) => {
       const { mkdirSync, renameSync } = await import("node:fs");
       mkdirSync(join(roots.tftpDir, "ltsp"), { recursive: true });
+      removeStaleTemps(output);
       const temp = tempPathFor(output);
       try {
         await buildLtspImg(options, temp, ctx.exec);

@@ -1,7 +1,8 @@
 // Finds an image's kernel and initrd with LTSP's ordered rules and copies them out.
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
-import { globView, tempNameFor, TreePathError, type TreeView } from "./tree-view.ts";
+import { removeStaleTemps, tempPathFor } from "../../src/atomic.ts";
+import { globView, TreePathError, type TreeView } from "./tree-view.ts";
 import { compareVersions } from "./version-sort.ts";
 
 /** How to turn the kernel's path (relative to the image root) into the initrd's: first match replaced. */
@@ -191,7 +192,8 @@ export async function extractKernel(view: TreeView, found: FoundKernel, destDir:
     [found.kernel, result.vmlinuz],
     [found.initrd, result.initrd],
   ] as const) {
-    const temp = tempNameFor(target);
+    removeStaleTemps(target);
+    const temp = tempPathFor(target);
     try {
       await view.copyOut(source, temp);
       await fs.chmod(temp, 0o644);

@@ -1,7 +1,6 @@
 // A read-only view of an image's file tree: a real directory, or a squashfs file read with
 // unsquashfs (no mount). Symlinks are followed inside the view: absolute targets start at the
 // image root, `..` stops at the root, and loops fail after MAX_SYMLINK_HOPS.
-import { randomBytes } from "node:crypto";
 import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import picomatch from "picomatch";
@@ -354,6 +353,3 @@ export async function globView(view: TreeView, pattern: string): Promise<string[
 }
 
 /** A temporary name in the same directory as `finalPath`, for write-then-rename. */
-export function tempNameFor(finalPath: string): string {
-  return path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
-}

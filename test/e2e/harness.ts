@@ -23,10 +23,12 @@ const FAILURE_PATTERNS = [/Kernel panic/, /\(initramfs\)/, /LTSP boot error/, /E
 
 /** Boot stages in the order they show on the serial console. */
 const STAGES = [
-  { name: "iPXE menu script loaded", pattern: /ltsp\.ipxe/ },
+  { name: "iPXE menu script loaded", pattern: /ltsp\.ipxe : \d+ bytes/ },
   { name: "kernel started", pattern: /Linux version/ },
-  { name: "initramfs: root mounted / LTSP initrd-bottom", pattern: /Run \/init as init process|ltsp/i },
-  { name: "systemd started", pattern: /systemd\[1\]|Welcome to/ },
+  { name: "initramfs mounts the root", pattern: /Begin: Mounting root file system/ },
+  { name: "LTSP initrd-bottom (overlay)", pattern: /ltsp initrd-bottom/ },
+  { name: "systemd started", pattern: /Welcome to|systemd\[1\]/ },
+  { name: "ltsp.service started", pattern: /Started .*ltsp\.service/ },
   { name: "marker", pattern: /E2E-RESULT: OK/ },
 ];
 
@@ -279,10 +281,14 @@ export class NetbootSandbox {
     const deadline = started + opts.timeoutMs;
     let serial = "";
     const timeline: string[] = [];
-    const pending = [...STAGES];
+    const seen = new Set<string>();
     for (;;) {
       serial = fs.existsSync(serialLog) ? fs.readFileSync(serialLog, "latin1") : "";
-      while (pending.length > 0 && pending[0]!.pattern.test(serial)) timeline.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${pending.shift()!.name}`);
+      for (const stage of STAGES) {
+        if (seen.has(stage.name) || !stage.pattern.test(serial)) continue;
+        seen.add(stage.name);
+        timeline.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${stage.name}`);
+      }
       if (serial.includes(expected)) break;
       const failure = FAILURE_PATTERNS.find((re) => re.test(serial));
       const exited = qemu.exitCode !== null || qemu.signalCode !== null;

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import { afterEach, expect, test } from "vitest";
 import { NetbootSandbox, requirePrerequisites, SERVER_IP, SUBNET_PREFIX } from "./harness.ts";
 
-const BOOT_TIMEOUT_MS = 240_000;
+const BOOT_TIMEOUT_MS = 300_000;
 let sandbox: NetbootSandbox | undefined;
 
 afterEach(async () => {
@@ -42,4 +42,4 @@ test("BIOS client boots its per-MAC default image over NBD with real DHCP", asyn
   expect(dnsmasqLog).toMatch(/sent .*ltsp\/ltsp\.ipxe/);
   expect(dnsmasqLog).toMatch(/sent .*ltsp\/debian\/initrd\.img/);
   expect(dnsmasqLog).toMatch(new RegExp(`DHCPACK\\(br0\\) ${SUBNET_PREFIX.replaceAll(".", "\\.")}\\.1[0-5]\\d ${mac}`));
-}, 480_000);
+}, 600_000);

@@ -83,7 +83,8 @@ export class TestProject {
   /** Write ltspfile.ts exactly as given. */
   writeRawConfig(source: string, options: { typecheck?: boolean } = {}): void {
     fs.writeFileSync(this.configPath, source);
-    if (!options.typecheck) {
+    // LTSP_MAKE_TEST_TYPECHECK=1 type-checks every test config for real (slow).
+    if (!options.typecheck && !process.env.LTSP_MAKE_TEST_TYPECHECK) {
       // The CLI's own cache entry (config.ts): keyed by version, path and source.
       fs.mkdirSync(this.cacheDir, { recursive: true });
       fs.writeFileSync(path.join(this.cacheDir, "typecheck.json"), JSON.stringify({ ok: hashString(`${VERSION}\n${this.configPath}\n${source}`) }));

@@ -17,7 +17,9 @@ export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.
 const CLI = path.join(PACKAGE_ROOT, "bin", "ltsp-make.js");
 
 export interface CliResult {
+  /** -1 when a signal ended it (see `signal`). */
   exitCode: number;
+  signal?: string;
   stdout: string;
   stderr: string;
 }
@@ -220,8 +222,8 @@ export class Prefix {
 
   /** Runs the CLI to completion. */
   async cli(args: string[] = [], options: CliOptions = {}): Promise<CliResult> {
-    const result = await this.start(args, options);
-    return { exitCode: result.exitCode ?? -1, stdout: String(result.stdout), stderr: String(result.stderr) };
+    const r = await this.start(args, options);
+    return { exitCode: r.exitCode ?? -1, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr) };
   }
 
   /** Runs the CLI and fails the test, with its output, unless it exits 0. */
@@ -234,7 +236,7 @@ export class Prefix {
   /** Starts the CLI in the background (to signal it); `done` resolves with its result. */
   spawn(args: string[] = [], options: CliOptions = {}): { pid: number; done: Promise<CliResult> } {
     const child = this.start(args, options);
-    const done = child.then((r) => ({ exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) }));
+    const done = child.then((r) => ({ exitCode: r.exitCode ?? -1, signal: r.signal, stdout: String(r.stdout), stderr: String(r.stderr) }));
     return { pid: child.pid!, done };
   }
 
