@@ -8,8 +8,8 @@ describe("priority", () => {
   it("starts the critical path first, weighted by the durations of the last run", async () => {
     const p = newProject();
     // zchain1 → zchain2 is long (2 × 400 ms). b1 → b2 → b3 and c1 → c2 → c3 have more tasks but
-    // are short; a1…a4 are short and alone. Ids are chosen so that id order, task count and
-    // duration each pick a different first task.
+    // are short; a1…a4 are short and alone. Ids are chosen so that id order (a1), task count (b1,
+    // c1) and duration (zchain1) each pick different first tasks.
     p.writeConfig(`
 const work = (id: string, ms: number, deps: string[] = []) =>
   task({ id, deps, run: async () => { note("starts.log", id); await sleep(ms); } });
@@ -28,17 +28,13 @@ export default defineConfig({
     expect(first).toHaveLength(12);
     expect(first.slice(0, 2).sort()).toEqual(["b1", "c1"]);
 
-    // Forced run: the recorded durations make the long chain the critical path.
+    // Forced run: the recorded durations (800 ms against about 60 ms) make the long chain the
+    // critical path, though it has fewer tasks and the last id.
     p.write("starts.log", "");
     expect((await p.cli([MINE, "-j", "2", "--force"])).exitCode).toBe(0);
     const forced = p.lines("starts.log");
     expect(forced).toHaveLength(12);
     expect(forced[0]).toBe("zchain1");
-    // The other slot serves the next-longest paths before the lone short tasks.
-    expect(["b1", "c1"]).toContain(forced[1]);
-    expect(forced.indexOf("zchain2")).toBeGreaterThan(forced.indexOf("zchain1"));
-    const lastChainStart = Math.max(forced.indexOf("b1"), forced.indexOf("c1"));
-    expect(forced.slice(0, lastChainStart).filter((id) => id.startsWith("a"))).toEqual([]);
   });
 });
 
