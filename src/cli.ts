@@ -55,7 +55,7 @@ function addRunOptions(command: Command): Command {
     .option("-j, --jobs <n>", "run at most N tasks at once (default: CPU count)")
     .option("-k, --keep-going", "after a failure, go on with work that does not depend on it")
     .addOption(
-      new Option("--force [task]", "rebuild every selected task, or only TASK (repeatable: --force=a --force=b)").argParser(
+      new Option("--force [task]", "rebuild every selected task, or only TASK; write --force=TASK (repeatable)").argParser(
         (value: string, previous: true | string[] | undefined) => (previous === true ? true : [...(previous ?? []), value]),
       ),
     );
@@ -68,6 +68,8 @@ interface Session {
   stamps: StampCache;
   tools: ToolVersions;
   options: CommonOptions;
+  /** Once the targets proved valid too: skip the type check until the config changes. */
+  rememberTypeCheck(): void;
 }
 
 function rootsFrom(options: CommonOptions, configPath: string | undefined): Roots {
@@ -101,13 +103,12 @@ async function openSession(options: CommonOptions, readOnly: boolean): Promise<S
     throw new ConfigError(`${loaded.path ?? "the built-in defaults"}: ${(error as Error).message}`);
   }
   const state = StateStore.load(roots.cacheDir, `ltsp-make ${VERSION}`);
-  loaded.rememberTypeCheck();
   const generation = readOnly ? state.snapshot.generation : state.snapshot.generation + 1;
   if (!readOnly) state.snapshot.generation = generation;
   const stamps = new StampCache(state.snapshot.stamps, generation);
   const tools = new ToolVersions(state.snapshot.tools, standaloneExec());
   if (config.jobs !== undefined && options.jobs === undefined) options.jobs = String(config.jobs);
-  return { roots, graph, state, stamps, tools, options };
+  return { roots, graph, state, stamps, tools, options, rememberTypeCheck: loaded.rememberTypeCheck };
 }
 
 function forceSet(options: CommonOptions, graph: CheckedGraph): PlanContext["force"] {
@@ -146,6 +147,7 @@ async function build(targets: string[], options: CommonOptions): Promise<number>
   const selected = selectTargets(graph, targets);
   const force = forceSet(options, graph);
   ensureWritable(roots.cacheDir);
+  session.rememberTypeCheck();
   const lock = new StateLock(roots.cacheDir);
   const takenOver = lock.acquire(["ltsp-make", ...process.argv.slice(2)].join(" "));
 

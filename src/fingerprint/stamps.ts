@@ -44,10 +44,8 @@ export class StampCache {
     const entry = this.entries.get(path);
     if (entry && entry.s === stamp && !entry.r) {
       this.stats.hits++;
-      if (entry.g !== this.generation) {
-        entry.g = this.generation;
-        this.changed = true;
-      }
+      // Not a change worth a write: the mark is saved when something else is.
+      entry.g = this.generation;
       return entry.h;
     }
     const hashedAt = Date.now();
