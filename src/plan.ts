@@ -79,6 +79,7 @@ export async function computeKey(
 ): Promise<{ key: KeyDoc; missingTools: string[] }> {
   const inputs: Record<string, Json> = {};
   for (const spec of task.inputs ?? []) inputs[inputLabel(spec)] = fingerprintInput(spec, ctx.stamps);
+  if (task.probe) inputs.probe = await task.probe();
   const env: Record<string, string | null> = {};
   for (const name of [...(task.env ?? [])].sort()) env[name] = process.env[name] ?? null;
   const tools: Record<string, string> = {};

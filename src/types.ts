@@ -94,6 +94,11 @@ export interface TaskDef {
   deps?: string[];
   /** Files, globs and trees read. Functions are evaluated when the plan is made. */
   inputs?: InputSpec[];
+  /**
+   * State outside this machine that the task's result depends on (e.g. what a remote host holds),
+   * read when the plan is made; its value is a key field like any input. Must not change anything.
+   */
+  probe?: () => Promise<Json> | Json;
   /** Literal parameters (JSON) that shape what the task does. */
   params?: Record<string, Json>;
   /** Environment variables read. */

@@ -1,0 +1,439 @@
+// Image builds on a real chroot, in a temp prefix:
+//  (a) ltsp-make's first build (default compression) against bare mksquashfs with the same
+//      arguments on the same source, page cache dropped before each run, and again with the
+//      source already in the page cache; with where ltsp-make's time goes;
+//  (b) ltsp-make's first build with upstream's compression (gzip) against the default;
+//  (c) a no-op `ltsp-make` (all targets) after the build;
+//  (d) upstream `ltsp image` on the same chroot, when it runs here.
+// BENCH_CHROOT=DIR (default: test/fixtures/debian-chroot.sh), BENCH_ROUNDS (default 3: runs of
+// each side of (a)), BENCH_NOOP_RUNS (default 5), BENCH_UPSTREAM=0 skips (d), BENCH_GZIP=0 skips (b).
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { execa } from "execa";
+import { StampCache } from "../src/fingerprint/stamps.ts";
+import { compileExcludes } from "../src/fingerprint/patterns.ts";
+import { fingerprintTree } from "../src/fingerprint/tree.ts";
+import { initHash } from "../src/hash.ts";
+import { effectiveExcludes, writeExcludesFile } from "../tasks/lib/excludes.ts";
+import {
+  benchChroot,
+  dropCaches,
+  fmtMB,
+  fmtS,
+  loadLine,
+  machineLine,
+  measure,
+  Scratch,
+  toolVersion,
+  warmTree,
+  type Measured,
+} from "./compression.ts";
+import { CLI, envInt, fmtRatio, isMain, median, nowMs, sleep } from "./lib.ts";
+
+const IMAGE = "bookworm";
+
+type Cache = "cold" | "warm";
+
+interface Prefix {
+  root: string;
+  config: string;
+  cache: string;
+  base: string;
+  tftp: string;
+  image: string;
+}
+
+/** A prefix with the server files ltsp-make reads, and an ltspfile building one image from the chroot. */
+function makePrefix(parent: string, name: string, chroot: string, compression?: string): Prefix {
+  const root = join(parent, name);
+  const p = (...parts: string[]) => join(root, ...parts);
+  for (const dir of ["base", "tftp", "home", "etc/ltsp", "etc/ssh", "cache"]) mkdirSync(p(dir), { recursive: true });
+  writeFileSync(p("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\nteacher:x:1000:1000:Teacher:/home/teacher:/bin/bash\n");
+  writeFileSync(p("etc/group"), "root:x:0:\nteacher:x:1000:\n");
+  writeFileSync(p("etc/login.defs"), "UID_MIN 1000\nUID_MAX 60000\nGID_MIN 1000\nGID_MAX 60000\n");
+  writeFileSync(p("etc/ssh/ssh_host_ed25519_key.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBench root@bench\n");
+  writeFileSync(p("etc/ltsp/ltsp.conf"), "[clients]\n");
+  writeFileSync(p("etc/resolv.conf"), "nameserver 192.168.67.1\n");
+  const image = compression ? `{ source: ${JSON.stringify(chroot)}, compression: ${JSON.stringify(compression)} }` : `{ source: ${JSON.stringify(chroot)} }`;
+  writeFileSync(
+    p("ltspfile.ts"),
+    `import { defineConfig } from "ltsp-make";
+
+export default defineConfig(() => ({
+  discover: false,
+  images: { ${IMAGE}: ${image} },
+  dnsmasq: { proxyRanges: [{ network: "192.168.67.0", netmask: "255.255.255.0" }] },
+  nfs: { home: false },
+}));
+`,
+  );
+  return { root, config: p("ltspfile.ts"), cache: p("cache"), base: p("base"), tftp: p("tftp"), image: p("base", "images", `${IMAGE}.img`) };
+}
+
+function cliCommand(prefix: Prefix, args: string[], cacheDir = prefix.cache): string[] {
+  const r = prefix.root;
+  return ["node", CLI, "--config", prefix.config, "--cache-dir", cacheDir, "--base-dir", prefix.base, "--tftp-dir", prefix.tftp, "--home-dir", join(r, "home"), "--etc-dir", join(r, "etc"), ...args];
+}
+
+/** Forget every build of the prefix, so the next run is a first build. */
+function resetPrefix(prefix: Prefix): void {
+  for (const dir of [prefix.cache, join(prefix.base, "images"), prefix.tftp]) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+  }
+}
+
+function prepareCache(cache: Cache, chroot: string): Promise<void> | void {
+  if (cache === "cold") {
+    if (!dropCaches()) throw new Error("cannot drop the page cache (/proc/sys/vm/drop_caches): run as root on a kernel that allows it");
+    return;
+  }
+  return warmTree(chroot);
+}
+
+interface Line {
+  atMs: number;
+  text: string;
+}
+
+interface FirstBuild extends Measured {
+  lines: Line[];
+  /** The mksquashfs command ltsp-make ran, as logged. */
+  squashCommand: string[];
+  imageBytes: number;
+}
+
+async function ltspFirstBuild(prefix: Prefix): Promise<FirstBuild> {
+  resetPrefix(prefix);
+  const lines: Line[] = [];
+  const m = await measure(cliCommand(prefix, ["-v", `image:${IMAGE}`]), { onLine: (text, atMs) => lines.push({ atMs, text }) });
+  const logged = lines.find((l) => /\] \$ .*\bmksquashfs /.test(l.text));
+  if (!logged) throw new Error(`ltsp-make did not log a mksquashfs command:\n${m.stdout}`);
+  const squashCommand = logged.text.slice(logged.text.indexOf("$ ") + 2).trim().split(/\s+/);
+  return { ...m, lines, squashCommand, imageBytes: statSync(prefix.image).size };
+}
+
+/** The logged ltsp-make command with the source and output replaced, and our own copy of the exclude file. */
+function bareCommand(logged: string[], source: string, output: string, excludesFile: string): string[] {
+  const i = logged.indexOf("mksquashfs");
+  if (i < 0) throw new Error(`not a mksquashfs command: ${logged.join(" ")}`);
+  const rest = logged.slice(i + 3);
+  const ef = rest.indexOf("-ef");
+  if (ef < 0 || rest[ef + 1] === undefined) throw new Error(`no -ef in ${logged.join(" ")}`);
+  rest[ef + 1] = excludesFile;
+  return [...logged.slice(0, i), "mksquashfs", source, output, ...rest];
+}
+
+/** Where the time of a first build went, from the timestamps of its `-v` lines. */
+function phasesOf(build: FirstBuild): Record<string, number> {
+  const at = (re: RegExp, from = 0): number => {
+    const found = build.lines.slice(from).find((l) => re.test(l.text));
+    if (!found) throw new Error(`no line matching ${re} in the ltsp-make output`);
+    return found.atMs;
+  };
+  const firstStart = at(/^start\s/);
+  const cleanupStart = at(new RegExp(`^start\\s+cleanup:${IMAGE}`));
+  const cleanupFirst = at(new RegExp(`^\\s+\\[cleanup:${IMAGE}\\]`));
+  const cleanupDone = at(new RegExp(`^done\\s+cleanup:${IMAGE}`));
+  const mksquashfs = at(/\] \$ .*\bmksquashfs /);
+  const published = at(new RegExp(`^\\s+\\[squash:${IMAGE}\\] (published|identical)`));
+  const squashDone = at(new RegExp(`^done\\s+squash:${IMAGE}`));
+  const kernelDone = at(new RegExp(`^done\\s+kernel:${IMAGE}`));
+  return {
+    "start-up, config, plan (incl. fingerprint of the source)": firstStart,
+    "overlay mount + dpkg lock": cleanupFirst - cleanupStart,
+    "cleanup step": cleanupDone - cleanupFirst,
+    "between tasks, squash set-up": mksquashfs - cleanupDone,
+    "mksquashfs on the overlay + publish": published - mksquashfs,
+    "unmount, record outputs": squashDone - published,
+    "kernel + initrd copy (chained, as `ltsp image` does)": kernelDone - squashDone,
+    "after the last task (state saved, exit)": build.wallMs - kernelDone,
+  };
+}
+
+interface Side {
+  ltsp: FirstBuild[];
+  bare: Measured[];
+  overlay: Measured[];
+}
+
+export interface ImageReport {
+  chroot: string;
+  rounds: number;
+  first: Record<Cache, Side>;
+  bareImageBytes: number;
+  ltspImageBytes: number;
+  fingerprint: Record<Cache, { ms: number; files: number; bytes: number }>;
+  plans: Record<Cache, { full: Measured[]; typeChecked: Measured[] }>;
+  gzip?: FirstBuild;
+  noop: { ms: number[]; ran: number[]; allBuild: Measured };
+  upstream: { ok: true; run: Measured; imageBytes: number } | { ok: false; reason: string };
+  loadBefore: string;
+  loadAfter: string;
+  versions: string[];
+}
+
+async function overlayRun(scratch: string, chroot: string, command: (root: string) => string[]): Promise<Measured> {
+  const dir = join(scratch, "overlay");
+  const layers = join(dir, "tmpfs");
+  const root = join(dir, "root");
+  mkdirSync(layers, { recursive: true });
+  mkdirSync(root, { recursive: true });
+  await execa("mount", ["-t", "tmpfs", "-o", "mode=0755", "tmpfs", layers]);
+  try {
+    mkdirSync(join(layers, "up"));
+    mkdirSync(join(layers, "work"));
+    await execa("mount", ["-t", "overlay", "-o", `upperdir=${layers}/up,lowerdir=${chroot},workdir=${layers}/work`, "overlay", root]);
+    try {
+      return await measure(command(root));
+    } finally {
+      await execa("umount", [root]);
+    }
+  } finally {
+    await execa("umount", [layers]);
+  }
+}
+
+async function fingerprintOnly(chroot: string, cache: Cache): Promise<{ ms: number; files: number; bytes: number }> {
+  await prepareCache(cache, chroot);
+  const stamps = new StampCache({}, 1);
+  const matcher = compileExcludes(effectiveExcludes());
+  const start = nowMs();
+  fingerprintTree(chroot, matcher, stamps);
+  return { ms: nowMs() - start, files: stamps.stats.hashed, bytes: stamps.stats.bytes };
+}
+
+/**
+ * `ltsp-make plan` of the image with no recorded state: start-up, the config's type check and
+ * the source fingerprint, nothing built. With `typeChecked`, the type check result is already
+ * recorded (as after any earlier run with the same ltspfile).
+ */
+async function planRun(prefix: Prefix, cache: Cache, chroot: string, typeChecked: boolean): Promise<Measured> {
+  const dir = join(prefix.root, "plan-cache");
+  rmSync(dir, { recursive: true, force: true });
+  if (typeChecked) {
+    mkdirSync(dir);
+    copyFileSync(join(prefix.cache, "typecheck.json"), join(dir, "typecheck.json"));
+  }
+  await prepareCache(cache, chroot);
+  try {
+    return await measure(cliCommand(prefix, ["-n", `image:${IMAGE}`], dir));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runUpstream(scratch: string, chroot: string, log: (line: string) => void): Promise<ImageReport["upstream"]> {
+  const ltsp = ["/usr/sbin/ltsp", "/usr/bin/ltsp"].find((p) => existsSync(p));
+  if (!ltsp) return { ok: false, reason: "the `ltsp` package is not installed" };
+  const root = join(scratch, "upstream");
+  const base = join(root, "base");
+  const tftp = join(root, "tftp");
+  const home = join(root, "home");
+  for (const d of [base, tftp, home]) mkdirSync(d, { recursive: true });
+  await prepareCache("cold", chroot);
+  log("upstream: ltsp image (gzip, chains ltsp kernel), page cache dropped ...");
+  try {
+    const run = await measure([ltsp, `--base-dir=${base}`, `--tftp-dir=${tftp}`, `--home-dir=${home}`, "image", chroot]);
+    const image = join(base, "images", `${basename(chroot)}.img`);
+    if (!existsSync(image)) return { ok: false, reason: `\`ltsp image\` exited 0 but wrote no ${image}` };
+    return { ok: true, run, imageBytes: statSync(image).size };
+  } catch (error) {
+    const text = error instanceof Error ? error.message : String(error);
+    const reason = text
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !/^\d+m[\d.]+s /.test(l))
+      .slice(-3)
+      .join(" / ");
+    return { ok: false, reason: `\`ltsp image\` failed here: ${reason}` };
+  }
+}
+
+export async function runImageBench(log: (line: string) => void): Promise<ImageReport> {
+  const rounds = envInt("BENCH_ROUNDS", 3);
+  const noopRuns = envInt("BENCH_NOOP_RUNS", 5);
+  const chroot = await benchChroot(log);
+  await initHash();
+  const loadBefore = loadLine();
+  const scratch = new Scratch("image");
+  try {
+    const zstd = makePrefix(scratch.path, "zstd", chroot);
+    const bareDir = join(scratch.path, "bare");
+    mkdirSync(bareDir);
+    const bareOut = join(bareDir, `${IMAGE}.img.tmp`);
+    const excludesFile = join(bareDir, "image.excludes");
+    await writeExcludesFile(excludesFile, effectiveExcludes());
+
+    const first: Record<Cache, Side> = { cold: { ltsp: [], bare: [], overlay: [] }, warm: { ltsp: [], bare: [], overlay: [] } };
+    let logged: string[] | undefined;
+    let bareImageBytes = 0;
+    for (const cache of ["cold", "warm"] as const) {
+      const side = first[cache];
+      for (let round = 0; round < rounds; round++) {
+        // Alternate the order, so neither side always runs right after the other.
+        const order = round % 2 === 0 ? (["ltsp", "bare", "overlay"] as const) : (["overlay", "bare", "ltsp"] as const);
+        for (const who of logged ? order : (["ltsp", "bare", "overlay"] as const)) {
+          await prepareCache(cache, chroot);
+          if (who === "ltsp") {
+            const build = await ltspFirstBuild(zstd);
+            logged = build.squashCommand;
+            side.ltsp.push(build);
+            log(`${cache} ${round + 1}/${rounds}: ltsp-make first build ${fmtS(build.wallMs)} (CPU ${fmtS(build.cpuMs)}), load ${loadLine()}`);
+          } else if (who === "bare") {
+            const m = await measure(bareCommand(logged!, chroot, bareOut, excludesFile));
+            bareImageBytes = statSync(bareOut).size;
+            rmSync(bareOut, { force: true });
+            side.bare.push(m);
+            log(`${cache} ${round + 1}/${rounds}: bare mksquashfs ${fmtS(m.wallMs)} (CPU ${fmtS(m.cpuMs)})`);
+          } else {
+            const m = await overlayRun(scratch.path, chroot, (root) => bareCommand(logged!, root, bareOut, excludesFile));
+            rmSync(bareOut, { force: true });
+            side.overlay.push(m);
+            log(`${cache} ${round + 1}/${rounds}: bare mksquashfs on an overlay ${fmtS(m.wallMs)} (CPU ${fmtS(m.cpuMs)})`);
+          }
+        }
+      }
+    }
+    const ltspImageBytes = first.warm.ltsp.at(-1)!.imageBytes;
+
+    const fingerprint = {
+      cold: await fingerprintOnly(chroot, "cold"),
+      warm: await fingerprintOnly(chroot, "warm"),
+    };
+    log(`source fingerprint alone: cold ${fmtS(fingerprint.cold.ms)}, warm ${fmtS(fingerprint.warm.ms)} (${fingerprint.cold.files} files)`);
+    const plans: ImageReport["plans"] = { cold: { full: [], typeChecked: [] }, warm: { full: [], typeChecked: [] } };
+    for (const cache of ["cold", "warm"] as const) {
+      for (let i = 0; i < rounds; i++) {
+        plans[cache].full.push(await planRun(zstd, cache, chroot, false));
+        plans[cache].typeChecked.push(await planRun(zstd, cache, chroot, true));
+        log(`${cache} plan with empty state: ${fmtS(plans[cache].full.at(-1)!.wallMs)}, type check recorded: ${fmtS(plans[cache].typeChecked.at(-1)!.wallMs)}`);
+      }
+    }
+
+    // (c) The zstd prefix holds the last first build: build the rest once, then do nothing.
+    const allBuild = await measure(cliCommand(zstd, ["-q"]));
+    log(`all targets after the image: ${fmtS(allBuild.wallMs)}`);
+    await sleep(1500); // past the racy-timestamp window, so no stamp is distrusted
+    const noop = { ms: [] as number[], ran: [] as number[], allBuild };
+    for (let i = 0; i < noopRuns; i++) {
+      const m = await measure(cliCommand(zstd, []));
+      const ran = /(\d+) run,/.exec(m.stdout);
+      noop.ms.push(m.wallMs);
+      noop.ran.push(ran ? Number(ran[1]) : -1);
+      log(`no-op ${i + 1}/${noopRuns}: ${fmtS(m.wallMs)} (${ran ? ran[0] : "no summary line"})`);
+    }
+
+    // (b) upstream's compression, through ltsp-make.
+    let gzip: FirstBuild | undefined;
+    if (process.env.BENCH_GZIP !== "0") {
+      const prefix = makePrefix(scratch.path, "gzip", chroot, "gzip");
+      await prepareCache("cold", chroot);
+      log("ltsp-make first build with compression gzip, page cache dropped ...");
+      gzip = await ltspFirstBuild(prefix);
+      log(`gzip first build ${fmtS(gzip.wallMs)} (CPU ${fmtS(gzip.cpuMs)})`);
+      rmSync(prefix.root, { recursive: true, force: true });
+    }
+
+    // (d) upstream.
+    const upstream = process.env.BENCH_UPSTREAM === "0" ? { ok: false as const, reason: "skipped (BENCH_UPSTREAM=0)" } : await runUpstream(scratch.path, chroot, log);
+    if (upstream.ok) log(`upstream ltsp image ${fmtS(upstream.run.wallMs)} (CPU ${fmtS(upstream.run.cpuMs)})`);
+    else log(`upstream: ${upstream.reason}`);
+
+    const versions = [await toolVersion("mksquashfs", ["-version"]), await toolVersion("ltsp", ["--version"])];
+    return { chroot, rounds, first, bareImageBytes, ltspImageBytes, fingerprint, plans, gzip, noop, upstream, loadBefore, loadAfter: loadLine(), versions };
+  } finally {
+    scratch.dispose();
+  }
+}
+
+const mark = (ok: boolean) => (ok ? "✅" : "❌");
+const med = (list: readonly Measured[], pick: (m: Measured) => number = (m) => m.wallMs) => median(list.map(pick));
+
+export function printImage(r: ImageReport, write: (line: string) => void): void {
+  const cold = r.first.cold;
+  const warm = r.first.warm;
+  write("");
+  write(`Machine: ${machineLine()}; ${r.versions.join("; ")}. Load average before/after: ${r.loadBefore} → ${r.loadAfter}.`);
+  write(`Source: ${r.chroot}; prefix, images and bare output under ${tmpdir()}. Times are wall clock; CPU is user + system of all processes.`);
+  write("");
+  write("| measure | ltsp-make | reference | ratio | goal |");
+  write("| --- | ---: | ---: | ---: | --- |");
+  for (const [side, label] of [
+    [cold, "page cache dropped"],
+    [warm, "source in the page cache"],
+  ] as const) {
+    const l = med(side.ltsp);
+    const b = med(side.bare);
+    const ratio = l / b;
+    write(
+      `| (a) first build, default compression, ${label} (median of ${r.rounds}) | ${fmtS(l)} (CPU ${fmtS(med(side.ltsp, (m) => m.cpuMs))}) | ` +
+        `bare mksquashfs ${fmtS(b)} (CPU ${fmtS(med(side.bare, (m) => m.cpuMs))}) | ${fmtRatio(ratio)} | ≤ 1.03× ${mark(ratio <= 1.03)} |`,
+    );
+  }
+  write(
+    `| (a) fixed cost of an ltsp-make first build (ltsp-make − bare, medians) | ${fmtS(med(cold.ltsp) - med(cold.bare))} dropped, ${fmtS(med(warm.ltsp) - med(warm.bare))} in cache | | | |`,
+  );
+  write(`| (a) image size | ${fmtMB(r.ltspImageBytes)} (after cleanup) | bare ${fmtMB(r.bareImageBytes)} | ${fmtRatio(r.ltspImageBytes / r.bareImageBytes)} | |`);
+  if (r.gzip) {
+    const z = med(cold.ltsp);
+    const speedup = r.gzip.wallMs / z;
+    write(
+      `| (b) first build, default (zstd:3) vs upstream's gzip, page cache dropped | ${fmtS(z)} (CPU ${fmtS(med(cold.ltsp, (m) => m.cpuMs))}) | ` +
+        `gzip ${fmtS(r.gzip.wallMs)} (CPU ${fmtS(r.gzip.cpuMs)}) | ${fmtRatio(speedup)} faster (CPU ${fmtRatio(r.gzip.cpuMs / med(cold.ltsp, (m) => m.cpuMs))}) | ≥ 15× ${mark(speedup >= 15)} |`,
+    );
+    write(`| (b) image size, zstd:3 vs gzip | ${fmtMB(r.ltspImageBytes)} | ${fmtMB(r.gzip.imageBytes)} | ${fmtRatio(r.ltspImageBytes / r.gzip.imageBytes)} | |`);
+  }
+  const noop = median(r.noop.ms);
+  const allFresh = r.noop.ran.every((n) => n === 0);
+  write(
+    `| (c) no-op \`ltsp-make\` (all targets), median of ${r.noop.ms.length} | ${fmtS(noop)}${allFresh ? "" : ` (⚠ tasks ran: ${r.noop.ran.join(", ")})`} | | | ≤ 0.5 s ${mark(noop <= 500 && allFresh)} |`,
+  );
+  if (r.upstream.ok) {
+    const u = r.upstream.run;
+    if (r.gzip) {
+      write(
+        `| (d) \`ltsp image\` (upstream, gzip, chains \`ltsp kernel\`) vs ltsp-make with gzip, page cache dropped | ${fmtS(r.gzip.wallMs)} (CPU ${fmtS(r.gzip.cpuMs)}) | ` +
+          `upstream ${fmtS(u.wallMs)} (CPU ${fmtS(u.cpuMs)}) | ${fmtRatio(r.gzip.wallMs / u.wallMs)} | |`,
+      );
+    }
+    const z = med(cold.ltsp);
+    write(
+      `| (d) \`ltsp image\` (upstream defaults) vs ltsp-make defaults, page cache dropped | ${fmtS(z)} | upstream ${fmtS(u.wallMs)} | ${fmtRatio(u.wallMs / z)} faster | |`,
+    );
+    write(`| (d) image size | ${fmtMB(r.ltspImageBytes)} | upstream ${fmtMB(r.upstream.imageBytes)} | ${fmtRatio(r.ltspImageBytes / r.upstream.imageBytes)} | |`);
+  } else {
+    write(`| (d) upstream \`ltsp image\` | | skipped: ${r.upstream.reason.replace(/\|/g, "\\|")} | | |`);
+  }
+  write("");
+  write(`Where a first build's time goes (median of ${r.rounds}, from the timestamps of \`ltsp-make -v\`):`);
+  write("");
+  write("| phase | page cache dropped | source in the page cache |");
+  write("| --- | ---: | ---: |");
+  const phases = { cold: cold.ltsp.map(phasesOf), warm: warm.ltsp.map(phasesOf) };
+  for (const name of Object.keys(phases.cold[0] ?? {})) {
+    write(`| ${name} | ${fmtS(median(phases.cold.map((p) => p[name]!)))} | ${fmtS(median(phases.warm.map((p) => p[name]!)))} |`);
+  }
+  write(`| **ltsp-make first build, total** | ${fmtS(med(cold.ltsp))} | ${fmtS(med(warm.ltsp))} |`);
+  write(`| bare mksquashfs on the chroot directory | ${fmtS(med(cold.bare))} | ${fmtS(med(warm.bare))} |`);
+  write(`| bare mksquashfs on an overlay of the chroot (tmpfs upper) | ${fmtS(med(cold.overlay))} | ${fmtS(med(warm.overlay))} |`);
+  const p = r.plans;
+  write(
+    `| \`ltsp-make plan\` with no recorded state: start-up + config type check + source fingerprint | ${fmtS(med(p.cold.full))} | ${fmtS(med(p.warm.full))} |`,
+  );
+  write(
+    `| the same with the config's type check already recorded: start-up + source fingerprint | ${fmtS(med(p.cold.typeChecked))} | ${fmtS(med(p.warm.typeChecked))} |`,
+  );
+  const f = r.fingerprint;
+  write(
+    `| source fingerprint alone, empty stamp cache (${f.cold.files} files, ${fmtMB(f.cold.bytes)} hashed; one run) | ${fmtS(f.cold.ms)} | ${fmtS(f.warm.ms)} |`,
+  );
+  write(`| no-op start-up + plan, stamps known (from (c)) | ${fmtS(noop)} | ${fmtS(noop)} |`);
+}
+
+if (isMain(import.meta.url)) {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const report = await runImageBench(log);
+  printImage(report, (line) => process.stdout.write(`${line}\n`));
+}
