@@ -79,7 +79,14 @@ export async function computeKey(
 ): Promise<{ key: KeyDoc; missingTools: string[] }> {
   const inputs: Record<string, Json> = {};
   for (const spec of task.inputs ?? []) inputs[inputLabel(spec)] = fingerprintInput(spec, ctx.stamps);
-  if (task.probe) inputs.probe = await task.probe();
+  if (task.probe) {
+    try {
+      inputs.probe = await task.probe();
+    } catch (error) {
+      // Unknown state counts as changed: the task runs, and fails there with the real error.
+      inputs.probe = { failed: (error as Error).message };
+    }
+  }
   const env: Record<string, string | null> = {};
   for (const name of [...(task.env ?? [])].sort()) env[name] = process.env[name] ?? null;
   const tools: Record<string, string> = {};
