@@ -274,7 +274,9 @@ async function explain(taskId: string, options: CommonOptions): Promise<number> 
     if (!isFinished(raw)) {
       out.push(raw ? `  started ${raw.started} and did not finish` : "  never built");
     } else {
-      const changes = diffKeys(raw.key, v.key);
+      const recorded = state.recordedKey(id);
+      const changes = recorded ? diffKeys(recorded, v.key) : [];
+      if (!recorded) out.push("  (the recorded key document is unavailable)");
       if (changes.length === 0) out.push("  key: unchanged since it was built");
       for (const change of changes) out.push(`  ${explainChange(change)}`);
     }

@@ -8,6 +8,48 @@ export class GraphError extends Error {
   }
 }
 
+/** A binary heap of strings, smallest first. */
+class MinHeap {
+  private readonly items: string[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  push(item: string): void {
+    const items = this.items;
+    items.push(item);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (items[parent]! <= item) break;
+      items[i] = items[parent]!;
+      i = parent;
+    }
+    items[i] = item;
+  }
+
+  pop(): string {
+    const items = this.items;
+    const top = items[0]!;
+    const last = items.pop()!;
+    if (items.length > 0) {
+      let i = 0;
+      for (;;) {
+        const left = 2 * i + 1;
+        if (left >= items.length) break;
+        const right = left + 1;
+        const child = right < items.length && items[right]! < items[left]! ? right : left;
+        if (items[child]! >= last) break;
+        items[i] = items[child]!;
+        i = child;
+      }
+      items[i] = last;
+    }
+    return top;
+  }
+}
+
 export interface CheckedGraph {
   tasks: Map<string, TaskDef>;
   /** Topological order, stable: among tasks ready at the same time, sorted by id. */
@@ -136,27 +178,24 @@ export function checkGraph(graph: Graph): CheckedGraph {
     }
   }
 
-  const cycle = findCycle(tasks);
-  if (cycle) throw new GraphError(`the tasks form a cycle: ${cycle.join(" → ")}`);
-
-  // Kahn's algorithm with a sorted ready list: a stable order, so plans diff cleanly.
+  // Kahn's algorithm taking the smallest ready id each time: a stable order, so plans diff cleanly.
   const remaining = new Map<string, number>();
   for (const task of tasks.values()) remaining.set(task.id, new Set(task.deps ?? []).size);
-  const ready = [...tasks.keys()].filter((id) => remaining.get(id) === 0).sort();
+  const ready = new MinHeap();
+  for (const [id, n] of remaining) if (n === 0) ready.push(id);
   const order: string[] = [];
-  while (ready.length > 0) {
-    const id = ready.shift()!;
+  while (ready.size > 0) {
+    const id = ready.pop();
     order.push(id);
-    const next: string[] = [];
     for (const dependent of new Set(dependents.get(id))) {
       const left = remaining.get(dependent)! - 1;
       remaining.set(dependent, left);
-      if (left === 0) next.push(dependent);
+      if (left === 0) ready.push(dependent);
     }
-    if (next.length) {
-      ready.push(...next);
-      ready.sort();
-    }
+  }
+  if (order.length < tasks.size) {
+    const cycle = findCycle(tasks);
+    throw new GraphError(`the tasks form a cycle: ${(cycle ?? [...remaining.keys()].filter((id) => remaining.get(id)! > 0)).join(" → ")}`);
   }
 
   const groups = new Map<string, string[]>();

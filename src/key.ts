@@ -1,7 +1,7 @@
 // A task's key is a document (design rule 1): kind and version, parameters, input fingerprints,
 // tool versions, environment, and the output hashes of upstream tasks. The state keeps it whole,
 // so `explain` can say which field changed.
-import { canonicalJson } from "./hash.ts";
+import { canonicalJson, hashString } from "./hash.ts";
 import type { Json } from "./types.ts";
 
 export interface KeyDoc {
@@ -18,6 +18,10 @@ export interface KeyDoc {
 
 export function keyText(key: KeyDoc): string {
   return canonicalJson(key);
+}
+
+export function keyHash(key: KeyDoc): string {
+  return hashString(keyText(key));
 }
 
 const SECTIONS: Array<[keyof KeyDoc, string]> = [

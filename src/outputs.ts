@@ -6,8 +6,6 @@ import { stampOf, type StampCache } from "./fingerprint/stamps.ts";
 import { fingerprintTree } from "./fingerprint/tree.ts";
 import type { OutputRecord, TaskRecord } from "./state/store.ts";
 import type { Json } from "./types.ts";
-import type { KeyDoc } from "./key.ts";
-import { keyText } from "./key.ts";
 
 const nothingExcluded = () => false;
 
@@ -39,9 +37,9 @@ export function verifyOutputs(record: TaskRecord, stamps: StampCache): string[] 
   return reasons;
 }
 
-export function outputHashOf(key: KeyDoc, outputs: Record<string, OutputRecord>, value: Json | undefined): string {
+export function outputHashOf(keyHash: string, outputs: Record<string, OutputRecord>, value: Json | undefined): string {
   const paths = Object.keys(outputs);
-  if (paths.length === 0 && value === undefined) return hashString(keyText(key));
+  if (paths.length === 0 && value === undefined) return keyHash;
   const hashes: Record<string, string> = {};
   for (const path of paths.sort()) hashes[path] = outputs[path]!.hash;
   return hashString(canonicalJson({ outputs: hashes, value: value ?? null }));
@@ -59,5 +57,5 @@ export function adoptOutputs(record: TaskRecord, stamps: StampCache): TaskRecord
     if (!now) throw new Error(`${path} does not exist`);
     outputs[path] = now;
   }
-  return { ...record, outputs, outputHash: outputHashOf(record.key, outputs, record.value), finishedAt: new Date().toISOString() };
+  return { ...record, outputs, outputHash: outputHashOf(record.keyHash, outputs, record.value), finishedAt: new Date().toISOString() };
 }

@@ -7,7 +7,7 @@ import { fingerprintInput, inputLabel } from "./fingerprint/inputs.ts";
 import { MISSING, type ToolVersions } from "./fingerprint/tools.ts";
 import type { StampCache } from "./fingerprint/stamps.ts";
 import type { CheckedGraph } from "./graph.ts";
-import { describeChange, diffKeys, keyText, type KeyDoc } from "./key.ts";
+import { describeChange, diffKeys, keyHash, type KeyDoc } from "./key.ts";
 import { verifyOutputs } from "./outputs.ts";
 import { isFinished, type StateStore } from "./state/store.ts";
 import type { Json, TaskDef, UpstreamResult } from "./types.ts";
@@ -138,7 +138,7 @@ export async function makePlan(ctx: PlanContext, selected: Set<string>): Promise
     let upstreamRuns = false;
     const depHash = (dep: string): string => {
       const v = verdicts.get(dep)!;
-      if (graph.tasks.get(dep)!.ephemeral) return hashString(keyText(v.key));
+      if (graph.tasks.get(dep)!.ephemeral) return keyHash(v.key);
       if (v.status === "stale") {
         upstreamRuns = true;
         return "pending";
@@ -152,9 +152,14 @@ export async function makePlan(ctx: PlanContext, selected: Set<string>): Promise
     if (!record) {
       reasons.push(unfinishedReason(state, id));
     } else {
-      for (const change of diffKeys(record.key, key)) {
-        if (change.section === "upstream" && change.after === "pending") continue;
-        reasons.push(describeChange(change));
+      if (keyHash(key) !== record.keyHash) {
+        const recordedKey = state.recordedKey(id);
+        const changes = recordedKey ? diffKeys(recordedKey, key) : [];
+        for (const change of changes) {
+          if (change.section === "upstream" && change.after === "pending") continue;
+          reasons.push(describeChange(change));
+        }
+        if (!recordedKey) reasons.push("key changed (its recorded document is unavailable)");
       }
       if (!task.ephemeral) reasons.push(...verifyOutputs(record, ctx.stamps));
     }

@@ -9,7 +9,7 @@ import { CancelledError, createExec } from "./exec.ts";
 import { hashString } from "./hash.ts";
 import { RACY_WINDOW_MS } from "./fingerprint/stamps.ts";
 import { criticalPath } from "./graph.ts";
-import { keyText } from "./key.ts";
+import { keyHash } from "./key.ts";
 import { observeOutput, outputHashOf, verifyOutputs } from "./outputs.ts";
 import { computeKey, recordedUpstream, renderTask, type Plan, type PlanContext, type RenderedFile } from "./plan.ts";
 import type { Reporter, RunSummary, TaskOutcome } from "./report/reporter.ts";
@@ -78,6 +78,12 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
   const failureStop = new AbortController();
   const runSignal = AbortSignal.any([options.signal, failureStop.signal]);
   const summary: RunSummary = { ran: 0, fresh: 0, cutoff: 0, failed: [], blocked: [], cancelled: [], durationMs: 0 };
+
+  if (plan.order.every((id) => plan.verdicts.get(id)!.status === "fresh")) {
+    // Nothing to run: no queue, no resources, no work directory.
+    for (const id of plan.order) reporter.taskEnd({ id, outcome: "fresh", durationMs: 0 });
+    return { ...summary, fresh: plan.order.length, durationMs: Date.now() - started, interrupted: options.interruptedBy() };
+  }
 
   const priorities = criticalPath(graph, selected, (id) => state.snapshot.durations[id] ?? graph.tasks.get(id)!.estimate ?? 1);
   const queue = new PQueue({ concurrency: Math.max(1, options.jobs) });
@@ -188,7 +194,7 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
   };
 
   const depHashNow = (dep: string): string => {
-    if (graph.tasks.get(dep)!.ephemeral) return hashString(keyText(plan.verdicts.get(dep)!.key));
+    if (graph.tasks.get(dep)!.ephemeral) return keyHash(plan.verdicts.get(dep)!.key);
     return results.get(dep)?.outputHash ?? state.record(dep)?.outputHash ?? "pending";
   };
 
@@ -207,14 +213,14 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     if (options.signal.aborted) return finish(id, { outcome: "cancelled" }, 0);
     const record = state.record(id);
     if (verdict.status === "fresh") {
-      return finish(id, { outcome: "fresh", outputHash: record?.outputHash ?? hashString(keyText(verdict.key)) }, 0);
+      return finish(id, { outcome: "fresh", outputHash: record?.outputHash ?? keyHash(verdict.key) }, 0);
     }
     if (failureStop.signal.aborted) return finish(id, { outcome: "blocked" }, 0, "the run stopped after a failure (use --keep-going to continue)");
 
     // Stale only because upstream tasks ran: if their outputs came out unchanged, skip (early cutoff).
     if (verdict.conditional && record && !task.ephemeral) {
       const { key } = await computeKey(task, depHashNow, ctx, task.render ? await renderTask(task, upstreamOf) : undefined);
-      if (keyText(key) === keyText(record.key) && verifyOutputs(record, ctx.stamps).length === 0) {
+      if (keyHash(key) === record.keyHash && verifyOutputs(record, ctx.stamps).length === 0) {
         return finish(id, { outcome: "cutoff", outputHash: record.outputHash, upstream: recordedUpstream(state, id) }, 0);
       }
     }
@@ -293,10 +299,11 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
         if (!observed) throw new Error(`finished without producing its output ${path}`);
         outputs[path] = observed;
       }
-      const outputHash = task.ephemeral ? hashString(keyText(key)) : outputHashOf(key, outputs, value);
-      const record: TaskRecord = { key, outputs, outputHash, finishedAt: new Date().toISOString() };
+      const hash = keyHash(key);
+      const outputHash = task.ephemeral ? hash : outputHashOf(hash, outputs, value);
+      const record: TaskRecord = { keyHash: hash, outputs, outputHash, finishedAt: new Date().toISOString() };
       if (value !== undefined) record.value = value;
-      state.markFinished(id, record, Date.now() - begin);
+      state.markFinished(id, record, key, Date.now() - begin);
       tidy(workDir, reporter);
       leaveClass(id);
       await finish(id, { outcome: "done", outputHash, upstream: recordedUpstream(state, id) }, Date.now() - begin);

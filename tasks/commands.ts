@@ -19,6 +19,7 @@ export function revertImage(name: string, session: CommandSession): string {
   const stable = join(session.roots.baseDir, "images", `${name}.img`);
   const target = revertGeneration(stable);
   const record = session.state.record(`squash:${name}`);
-  if (record) session.state.markFinished(`squash:${name}`, adoptOutputs(record, session.stamps), 0);
+  const key = session.state.recordedKey(`squash:${name}`);
+  if (record && key) session.state.markFinished(`squash:${name}`, adoptOutputs(record, session.stamps), key, 0);
   return `${basename(stable)} now points at ${basename(target)}; run ltsp-make to update its kernel in TFTP`;
 }

@@ -12,7 +12,7 @@ import type { ToolRecord } from "../fingerprint/tools.ts";
 import type { Json } from "../types.ts";
 import type { KeyDoc } from "../key.ts";
 
-export const STATE_FORMAT = 1;
+export const STATE_FORMAT = 2;
 
 export interface OutputRecord {
   stamp: string;
@@ -20,7 +20,8 @@ export interface OutputRecord {
 }
 
 export interface TaskRecord {
-  key: KeyDoc;
+  /** Hash of the key document; the document itself is in keys.json (read only when needed). */
+  keyHash: string;
   outputs: Record<string, OutputRecord>;
   /** What dependents see (early cutoff): the hash of the outputs' content, or of the key when there are none. */
   outputHash: string;
@@ -45,7 +46,7 @@ export interface StateSnapshot {
 
 type JournalEntry =
   | { op: "start"; id: string; at: string }
-  | { op: "record"; id: string; record: TaskRecord; durationMs: number }
+  | { op: "record"; id: string; record: TaskRecord; key: KeyDoc; durationMs: number }
   | { op: "forget"; id: string };
 
 export class StateError extends Error {
@@ -56,7 +57,7 @@ export class StateError extends Error {
 }
 
 export function isFinished(record: TaskRecord | StartedRecord | undefined): record is TaskRecord {
-  return record !== undefined && "key" in record;
+  return record !== undefined && "keyHash" in record;
 }
 
 function emptySnapshot(writer: string): StateSnapshot {
@@ -66,7 +67,12 @@ function emptySnapshot(writer: string): StateSnapshot {
 export class StateStore {
   readonly snapshotPath: string;
   readonly journalPath: string;
+  readonly keysPath: string;
   readonly snapshot: StateSnapshot;
+  /** Key documents by task, loaded on first use. */
+  private keys: Record<string, KeyDoc> | undefined;
+  /** Key changes from the journal and this run, applied over keys.json. */
+  private readonly keyChanges = new Map<string, KeyDoc | null>();
   private journalFd: number | undefined;
   /** Journal lines ignored because they were cut short. */
   readonly tornLines: number;
@@ -78,6 +84,7 @@ export class StateStore {
   ) {
     this.snapshotPath = join(dir, "state.json");
     this.journalPath = join(dir, "state.journal");
+    this.keysPath = join(dir, "keys.json");
     this.snapshot = snapshot;
     this.tornLines = tornLines;
   }
@@ -107,9 +114,11 @@ export class StateStore {
             `Use that newer version, or choose another --cache-dir.`,
         );
       }
-      snapshot = { ...emptySnapshot(writer), ...parsed };
+      // Older formats record keys differently: their tasks are checked and rebuilt once.
+      snapshot = parsed.format < STATE_FORMAT ? { ...emptySnapshot(writer), stamps: parsed.stamps ?? {} } : { ...emptySnapshot(writer), ...parsed };
     }
     let torn = 0;
+    const keyChanges = new Map<string, KeyDoc | null>();
     const journalPath = join(dir, "state.journal");
     if (existsSync(journalPath)) {
       const lines = readFileSync(journalPath, "utf8").split("\n");
@@ -121,10 +130,12 @@ export class StateStore {
           torn++;
           break;
         }
-        applyEntry(snapshot, JSON.parse(body) as JournalEntry);
+        applyEntry(snapshot, keyChanges, JSON.parse(body) as JournalEntry);
       }
     }
-    return new StateStore(dir, snapshot, torn);
+    const store = new StateStore(dir, snapshot, torn);
+    for (const [id, key] of keyChanges) store.keyChanges.set(id, key);
+    return store;
   }
 
   get tasks(): StateSnapshot["tasks"] {
@@ -143,7 +154,27 @@ export class StateStore {
     }
     const body = JSON.stringify(entry);
     writeSync(this.journalFd, `${hashString(body)} ${body}\n`);
-    applyEntry(this.snapshot, entry);
+    applyEntry(this.snapshot, this.keyChanges, entry);
+  }
+
+  /** The key document a finished task was recorded with. */
+  recordedKey(id: string): KeyDoc | undefined {
+    if (this.keyChanges.has(id)) return this.keyChanges.get(id) ?? undefined;
+    return this.loadKeys()[id];
+  }
+
+  private loadKeys(): Record<string, KeyDoc> {
+    if (!this.keys) {
+      try {
+        this.keys = JSON.parse(readFileSync(this.keysPath, "utf8")) as Record<string, KeyDoc>;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
+          throw new StateError(`the key file ${this.keysPath} is corrupted (${(error as Error).message}). Move it away and run again: every task will be rebuilt.`);
+        }
+        this.keys = {};
+      }
+    }
+    return this.keys;
   }
 
   /** Before a task runs: its old key no longer counts. */
@@ -152,8 +183,8 @@ export class StateStore {
   }
 
   /** After a task's outputs are complete. */
-  markFinished(id: string, record: TaskRecord, durationMs: number): void {
-    this.append({ op: "record", id, record, durationMs });
+  markFinished(id: string, record: TaskRecord, key: KeyDoc, durationMs: number): void {
+    this.append({ op: "record", id, record, key, durationMs });
   }
 
   forget(id: string): void {
@@ -166,6 +197,15 @@ export class StateStore {
     mkdirSync(this.dir, { recursive: true });
     this.snapshot.stamps = extra.stamps;
     this.snapshot.tools = extra.tools;
+    if (this.keyChanges.size > 0) {
+      const keys = this.loadKeys();
+      for (const [id, key] of this.keyChanges) {
+        if (key) keys[id] = key;
+        else delete keys[id];
+      }
+      writeFileAtomicSync(this.keysPath, JSON.stringify(keys));
+      this.keyChanges.clear();
+    }
     writeFileAtomicSync(this.snapshotPath, JSON.stringify(this.snapshot));
     this.closeJournal();
     if (existsSync(this.journalPath)) unlinkSync(this.journalPath);
@@ -179,17 +219,20 @@ export class StateStore {
   }
 }
 
-function applyEntry(snapshot: StateSnapshot, entry: JournalEntry): void {
+function applyEntry(snapshot: StateSnapshot, keys: Map<string, KeyDoc | null>, entry: JournalEntry): void {
   switch (entry.op) {
     case "start":
       snapshot.tasks[entry.id] = { started: entry.at };
+      keys.set(entry.id, null);
       break;
     case "record":
       snapshot.tasks[entry.id] = entry.record;
       snapshot.durations[entry.id] = entry.durationMs;
+      keys.set(entry.id, entry.key);
       break;
     case "forget":
       delete snapshot.tasks[entry.id];
+      keys.set(entry.id, null);
       break;
   }
 }
