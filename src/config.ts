@@ -6,7 +6,12 @@ import { fileURLToPath } from "node:url";
 import { writeFileAtomicSync } from "./atomic.ts";
 import { hashString } from "./hash.ts";
 
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** The package's top directory (this file runs from src/ or, compiled, from dist/src/). */
+export const PACKAGE_ROOT = ((): string => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json")) && dirname(dir) !== dir) dir = dirname(dir);
+  return dir;
+})();
 export const VERSION: string = (JSON.parse(readFileSync(join(PACKAGE_ROOT, "package.json"), "utf8")) as { version: string }).version;
 
 export class ConfigError extends Error {

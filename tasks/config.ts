@@ -5,6 +5,7 @@ import type { TaskContext } from "../src/types.ts";
 import type { DnsmasqOptions } from "./lib/dnsmasq.ts";
 import type { ImageBoot, IpxeClient } from "./lib/ipxe.ts";
 import type { KernelOverride } from "./lib/kernel-find.ts";
+import type { HostOptions } from "./hosts.ts";
 import type { NfsExportsOptions } from "./lib/nfs-exports.ts";
 
 /** Which cleanup steps run on the image's overlay before it is squashed (all on by default). */
@@ -110,4 +111,10 @@ export interface LtspConfig {
    * nbd-server is never restarted automatically (that would drop connected clients).
    */
   reload?: { dnsmasq?: string[] | false; nfs?: string[] | false; nbd?: string[] | false };
+  /**
+   * Split deployments: hosts (reached over SSH) that serve what this machine builds, by role
+   * (tftp, dhcp, nbd, nfs). The menu points each image at the host that serves it; this
+   * machine then only builds, and writes no dnsmasq, NFS or nbd-server configuration of its own.
+   */
+  hosts?: Record<string, HostOptions>;
 }

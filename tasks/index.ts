@@ -1,6 +1,7 @@
 // The built-in task library: turns the LTSP part of the config into task nodes.
 import type { Graph, ResourceDef, Roots, TaskDef } from "../src/types.ts";
 import type { LtspConfig } from "./config.ts";
+import { hostGraph, imageServing, planHosts } from "./hosts.ts";
 import { imageTasks, mountSweeper } from "./image.ts";
 import { planImages } from "./images.ts";
 import { initrdTask } from "./initrd.ts";
@@ -19,6 +20,17 @@ export function builtinGraph(config: LtspConfig, roots: Roots): Graph {
       resources.push(...built.resources);
     }
     tasks.push(kernelTask(image, roots));
+  }
+  const hosts = planHosts(config, images);
+  if (hosts.length > 0) {
+    // Split deployment: this machine builds; the hosts serve (chroots stay here, off the menu).
+    if (config.initrd?.enabled !== false) tasks.push(initrdTask(config, roots));
+    const served = imageServing(config, hosts, images);
+    tasks.push(ipxeMenuTask({ ...config, ipxe: { ...config.ipxe, chroots: false } }, roots, images, served), ipxeBinariesTask(roots));
+    const remote = hostGraph({ config, roots, images, hosts, serving: served, built: new Map(tasks.map((t) => [t.id, t])) });
+    tasks.push(...remote.tasks);
+    resources.push(...remote.resources);
+    return { tasks, resources, sweepers: [mountSweeper()], resourceClasses: { squash: 1 } };
   }
   const serving = { dnsmasq: config.dnsmasq?.enabled !== false, nfs: config.nfs?.enabled !== false, nbd: wantsNbd(config, images) };
   if (config.initrd?.enabled !== false) tasks.push(initrdTask(config, roots));

@@ -2,7 +2,7 @@
 // memtest binaries copied from Debian's packages.
 import { copyFileSync, existsSync, mkdirSync, renameSync, chmodSync, statSync, utimesSync } from "node:fs";
 import { basename, join } from "node:path";
-import { tempPathFor } from "../src/atomic.ts";
+import { removeStaleTemps, tempPathFor } from "../src/atomic.ts";
 import type { Roots, TaskDef } from "../src/types.ts";
 import type { LtspConfig } from "./config.ts";
 import { renderIpxeMenu, type IpxeImage } from "./lib/ipxe.ts";
@@ -22,10 +22,11 @@ export const IPXE_BINARIES: BinarySource[] = [
   { target: "memtest.efi", candidates: ["/usr/share/ltsp/binaries/memtest.efi", "/boot/memtest86+x64.efi"], required: false },
 ];
 
-export function ipxeMenuTask(config: LtspConfig, roots: Roots, images: ImagePlan[]): TaskDef {
+export function ipxeMenuTask(config: LtspConfig, roots: Roots, images: ImagePlan[], serving?: Map<string, Pick<IpxeImage, "boot" | "tftpBase">>): TaskDef {
   const menu = config.ipxe ?? {};
   const path = join(roots.tftpDir, "ltsp", "ltsp.ipxe");
-  const entries: IpxeImage[] = images.map((i) => ({ name: i.name, title: i.options.title, boot: i.options.boot }));
+  // With hosts declared, each entry points at the host that serves the image.
+  const entries: IpxeImage[] = images.map((i) => ({ name: i.name, title: i.options.title, boot: i.options.boot, ...serving?.get(i.name) }));
   const chroots = menu.chroots === false ? [] : images.filter((i) => i.chroot).map((i) => ({ name: i.name, title: i.options.title }));
   const text = () =>
     renderIpxeMenu({
@@ -68,6 +69,7 @@ export function ipxeBinariesTask(roots: Roots): TaskDef {
       mkdirSync(dir, { recursive: true });
       for (const b of present) {
         const target = join(dir, b.target);
+        removeStaleTemps(target);
         const temp = tempPathFor(target);
         copyFileSync(b.from!, temp);
         chmodSync(temp, 0o644);

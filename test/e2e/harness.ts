@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { createHash } from "node:crypto";
 import { standaloneExec } from "../../src/exec.ts";
 
 const exec = standaloneExec();
@@ -14,7 +15,7 @@ const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 export const SUBNET_PREFIX = "192.168.67";
 export const SERVER_IP = `${SUBNET_PREFIX}.1`;
 export const BRIDGE = "br0";
-export const TAP = "tap0";
+export const TAPS = ["tap0", "tap1"] as const;
 const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
@@ -60,6 +61,157 @@ export async function debianFixture(): Promise<string> {
   return dir;
 }
 
+/**
+ * The images every case can boot, all built from the Debian fixture by a customize step
+ * (image-steps.ts) that adds the marker unit: they differ only in the marker, and `reader`
+ * keeps reading from its image instead of powering off.
+ */
+export const IMAGES = {
+  debian: { marker: "E2E-DEBIAN", reader: false },
+  alt: { marker: "E2E-ALT", reader: false },
+  reader: { marker: "E2E-READER-1", reader: true },
+} as const;
+export type ImageName = keyof typeof IMAGES;
+
+/**
+ * The ltspfile.ts entry of one image. Everything that decides the squashed image is the same in
+ * every case (so the prebuilt one is reused); `boot` and a changed `marker` are the case's own.
+ */
+export function imageEntry(name: ImageName, fixture: string, opts: { boot?: string; marker?: string } = {}): string {
+  const image = IMAGES[name];
+  const fields = [
+    `source: ${JSON.stringify(fixture)}`,
+    `compression: "zstd:1"`,
+    "ionice: []",
+    // The fixture has no accounts or keys of a real server to remove.
+    "cleanup: false",
+    `customize: [markerStep(${JSON.stringify(opts.marker ?? image.marker)}, ${image.reader})]`,
+  ];
+  if (opts.boot) fields.push(`boot: ${opts.boot}`);
+  return `${name}: { ${fields.join(", ")} }`;
+}
+
+const LTSPFILE_IMPORTS = `import { defineConfig } from "ltsp-make";\nimport { markerStep } from ${JSON.stringify(path.join(REPO, "test/e2e/image-steps.ts"))};\n`;
+
+/** Everything a change of which would change the prebuilt images or ltsp-make's recorded state. */
+function prebuiltKey(fixture: string, ltspfile: string): string {
+  const files = [path.join(REPO, "package.json"), path.join(REPO, "test/e2e/image-steps.ts")];
+  const walk = (dir: string) => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith(".ts") || entry.name.endsWith(".js")) files.push(full);
+    }
+  };
+  for (const dir of ["src", "tasks", "bin"]) walk(path.join(REPO, dir));
+  const hash = createHash("sha256").update(fixture).update(String(fs.statSync(`${fixture}.complete`, { throwIfNoEntry: false })?.mtimeMs ?? 0)).update(ltspfile);
+  for (const file of files.sort()) hash.update(file).update(fs.readFileSync(file));
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** Runs the real CLI on a config file with the given directories. */
+async function runCli(configPath: string, dirs: { cache: string; base: string; tftp: string; home: string; etc: string }): Promise<string> {
+  const result = await exec(
+    "node",
+    [path.join(REPO, "bin/ltsp-make.js"), "--config", configPath, "--cache-dir", dirs.cache, "--base-dir", dirs.base, "--tftp-dir", dirs.tftp, "--home-dir", dirs.home, "--etc-dir", dirs.etc],
+    { okExitCodes: [0, 1, 2] },
+  );
+  if (result.exitCode !== 0) {
+    throw new Error(`ltsp-make failed (exit ${result.exitCode}):\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`);
+  }
+  return result.stdout;
+}
+
+/**
+ * The images of IMAGES, squashed once per fixture and ltsp-make version by ltsp-make itself into
+ * /var/cache/ltsp-make-fixtures/e2e-KEY (base/, tftp/, cache/), shared by the cases: each one
+ * copies the recorded state and links the images, so its own `ltsp-make` run finds them up to date.
+ */
+export async function prebuiltImages(): Promise<{ dir: string; fixture: string }> {
+  const fixture = await debianFixture();
+  const cacheRoot = path.dirname(fixture);
+  const ltspfile = `${LTSPFILE_IMPORTS}export default defineConfig({
+  discover: false,
+  images: { ${(Object.keys(IMAGES) as ImageName[]).map((name) => imageEntry(name, fixture)).join(",\n    ")} },
+  nfs: { home: false },
+});
+`;
+  const dir = path.join(cacheRoot, `e2e-${prebuiltKey(fixture, ltspfile)}`);
+  if (fs.existsSync(`${dir}.complete`)) return { dir, fixture };
+  const release = await lockDir(path.join(cacheRoot, ".e2e-lock"));
+  try {
+    // Another case may have built it while this one waited.
+    if (fs.existsSync(`${dir}.complete`)) return { dir, fixture };
+    // Older sets (another fixture or ltsp-make version) are no longer used.
+    for (const name of fs.readdirSync(cacheRoot)) {
+      if (name.startsWith("e2e-")) fs.rmSync(path.join(cacheRoot, name), { recursive: true, force: true });
+    }
+    const dirs = { cache: `${dir}/cache`, base: `${dir}/base`, tftp: `${dir}/tftp`, home: `${dir}/home`, etc: `${dir}/etc` };
+    for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
+    writeServerEtc(dirs.etc);
+    const configPath = path.join(dir, "ltspfile.ts");
+    fs.writeFileSync(configPath, ltspfile);
+    const started = Date.now();
+    await runCli(configPath, dirs);
+    console.log(`e2e: built the shared images in ${((Date.now() - started) / 1000).toFixed(1)} s (${dir})`);
+    fs.writeFileSync(`${dir}.complete`, "");
+    return { dir, fixture };
+  } finally {
+    release();
+  }
+}
+
+/** A lock directory holding its owner's PID; a lock whose owner is gone is taken over. */
+async function lockDir(lock: string): Promise<() => void> {
+  const deadline = Date.now() + 900_000;
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
+      return () => fs.rmSync(lock, { recursive: true, force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const owner = Number(fs.readFileSync(path.join(lock, "pid"), { encoding: "utf8", flag: "a+" }).trim());
+    if (Number.isInteger(owner) && owner > 0 && !isAlive(owner)) {
+      fs.rmSync(lock, { recursive: true, force: true });
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`${lock} is still held by process ${owner}: remove it if that process is not an e2e test.`);
+    await sleep(1000);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The server's own account files and settings that ltsp-make reads from the etc dir. */
+function writeServerEtc(etcDir: string): void {
+  for (const dir of [etcDir, path.join(etcDir, "ltsp"), path.join(etcDir, "ssh")]) fs.mkdirSync(dir, { recursive: true });
+  const etc = (name: string, text: string) => fs.writeFileSync(path.join(etcDir, name), text);
+  etc("passwd", "root:x:0:0:root:/root:/bin/bash\nteacher:x:1000:1000:Teacher:/home/teacher:/bin/bash\n");
+  etc("group", "root:x:0:\nteacher:x:1000:\n");
+  etc("login.defs", "UID_MIN 1000\nUID_MAX 60000\nGID_MIN 1000\nGID_MAX 60000\n");
+  etc("resolv.conf", `nameserver ${SERVER_IP}\n`);
+  etc("ltsp/ltsp.conf", "[clients]\n");
+  etc("ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE root@e2e\n");
+}
+
+export interface Client {
+  mac: string;
+  child: ChildProcess;
+  serialLog: string;
+  started: number;
+  timeline: string[];
+  seenStages: Set<string>;
+}
+
 interface Daemon {
   name: string;
   child: ChildProcess;
@@ -86,6 +238,7 @@ export class NetbootSandbox {
   /** Processes started by a daemon's wrapper, known only by their pid files. */
   private pidFiles: string[] = [];
   private nsCreated = false;
+  private fixture: string | undefined;
 
   constructor(label: string) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "ltsp-make-test-"));
@@ -101,77 +254,47 @@ export class NetbootSandbox {
     }
     // dnsmasq drops privileges: the TFTP tree must be reachable by everyone.
     fs.chmodSync(this.dir, 0o755);
-    this.writeServerEtc();
-  }
-
-  /** The server's own account files and settings that ltsp-make reads from the etc dir. */
-  private writeServerEtc(): void {
-    const etc = (name: string, text: string) => fs.writeFileSync(path.join(this.etcDir, name), text);
-    etc("passwd", "root:x:0:0:root:/root:/bin/bash\nteacher:x:1000:1000:Teacher:/home/teacher:/bin/bash\n");
-    etc("group", "root:x:0:\nteacher:x:1000:\n");
-    etc("login.defs", "UID_MIN 1000\nUID_MAX 60000\nGID_MIN 1000\nGID_MAX 60000\n");
-    etc("resolv.conf", `nameserver ${SERVER_IP}\n`);
-    etc("ltsp/ltsp.conf", "[clients]\n");
-    etc("ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE2eE root@e2e\n");
+    writeServerEtc(this.etcDir);
   }
 
   /**
-   * Copies the Debian fixture to BASE/NAME and adds a unit that prints `E2E-RESULT: OK MARKER ...`
-   * on the serial port once the LTSP client reached multi-user, then powers off.
+   * Starts from the shared prebuilt images: ltsp-make's recorded state is copied and the images
+   * linked (never changed in place: a rebuild publishes a new generation file), so this case's
+   * own `ltsp-make` run only renders its configs. Returns the fixture path for imageEntry().
    */
-  async addDebianChroot(name: string, marker: string): Promise<void> {
-    const fixture = await debianFixture();
-    const root = path.join(this.baseDir, name);
-    await exec("cp", ["-a", fixture, root]);
-    fs.writeFileSync(path.join(root, "etc/e2e-marker"), `${marker}\n`);
-    const unit = [
-      "[Unit]",
-      "Description=Report a finished netboot on the serial port",
-      "After=multi-user.target ltsp.service",
-      "",
-      "[Service]",
-      "Type=oneshot",
-      // `ltsp=` proves LTSP's client init ran; `root=` shows what the root is mounted from.
-      "ExecStart=/bin/sh -c 'echo \"E2E-RESULT: OK $(cat /etc/e2e-marker) root=$(findmnt -no FSTYPE /) ltsp=$(test -d /run/ltsp && echo yes || echo no)\" >/dev/ttyS0'",
-      "ExecStartPost=/bin/systemctl --no-block poweroff",
-      "",
-      "[Install]",
-      "WantedBy=multi-user.target",
-      "",
-    ].join("\n");
-    fs.writeFileSync(path.join(root, "etc/systemd/system/e2e-marker.service"), unit);
-    const wants = path.join(root, "etc/systemd/system/multi-user.target.wants");
-    fs.mkdirSync(wants, { recursive: true });
-    fs.symlinkSync("/etc/systemd/system/e2e-marker.service", path.join(wants, "e2e-marker.service"));
+  async usePrebuiltImages(): Promise<string> {
+    const { dir, fixture } = await prebuiltImages();
+    this.fixture = fixture;
+    fs.rmSync(this.cacheDir, { recursive: true, force: true });
+    await exec("cp", ["-a", `${dir}/cache`, this.cacheDir]);
+    await exec("cp", ["-al", `${dir}/base/images`, `${this.baseDir}/images`]);
+    await exec("cp", ["-a", `${dir}/tftp/ltsp`, `${this.tftpDir}/ltsp`]);
+    return fixture;
   }
 
-  /** Writes ltspfile.ts (the text after `export default defineConfig(`) and runs the real CLI. */
-  async runLtspMake(configBody: string): Promise<void> {
+  /** The ltspfile.ts entry of a prebuilt image (after usePrebuiltImages()). */
+  image(name: ImageName, opts: { boot?: string; marker?: string } = {}): string {
+    if (!this.fixture) throw new Error("Call usePrebuiltImages() first.");
+    return imageEntry(name, this.fixture, opts);
+  }
+
+  /**
+   * Writes ltspfile.ts (the text after `export default defineConfig(`; markerStep is in scope) and
+   * runs the real CLI. Returns its output and how long it took.
+   */
+  async runLtspMake(configBody: string): Promise<{ stdout: string; seconds: number }> {
     const configPath = path.join(this.dir, "ltspfile.ts");
-    fs.writeFileSync(configPath, `import { defineConfig } from "ltsp-make";\nexport default defineConfig(${configBody});\n`);
-    const result = await exec(
-      "node",
-      [
-        path.join(REPO, "bin/ltsp-make.js"),
-        "--config", configPath,
-        "--cache-dir", this.cacheDir,
-        "--base-dir", this.baseDir,
-        "--tftp-dir", this.tftpDir,
-        "--home-dir", this.homeDir,
-        "--etc-dir", this.etcDir,
-      ],
-      { okExitCodes: [0, 1, 2] },
-    );
-    if (result.exitCode !== 0) {
-      throw new Error(`ltsp-make failed (exit ${result.exitCode}):\n${result.stdout.slice(-3000)}\n${result.stderr.slice(-3000)}`);
-    }
+    fs.writeFileSync(configPath, `${LTSPFILE_IMPORTS}export default defineConfig(${configBody});\n`);
+    const started = Date.now();
+    const stdout = await runCli(configPath, { cache: this.cacheDir, base: this.baseDir, tftp: this.tftpDir, home: this.homeDir, etc: this.etcDir });
+    return { stdout, seconds: (Date.now() - started) / 1000 };
   }
 
   private async ipNs(...args: string[]): Promise<void> {
     await exec("ip", ["-n", this.ns, ...args]);
   }
 
-  /** The namespace with a bridge (SERVER_IP/24 and a ULA for router advertisements) and one tap. */
+  /** The namespace with a bridge (SERVER_IP/24 and a ULA for router advertisements) and two taps. */
   async createNetwork(): Promise<void> {
     await exec("ip", ["netns", "add", this.ns]);
     this.nsCreated = true;
@@ -180,9 +303,11 @@ export class NetbootSandbox {
     await this.ipNs("addr", "add", `${SERVER_IP}/24`, "dev", BRIDGE);
     await this.ipNs("addr", "add", "fd67::1/64", "dev", BRIDGE, "nodad");
     await this.ipNs("link", "set", BRIDGE, "up");
-    await this.ipNs("tuntap", "add", "dev", TAP, "mode", "tap");
-    await this.ipNs("link", "set", TAP, "master", BRIDGE);
-    await this.ipNs("link", "set", TAP, "up");
+    for (const tap of TAPS) {
+      await this.ipNs("tuntap", "add", "dev", tap, "mode", "tap");
+      await this.ipNs("link", "set", tap, "master", BRIDGE);
+      await this.ipNs("link", "set", tap, "up");
+    }
   }
 
   private startDaemon(name: string, args: string[]): ChildProcess {
@@ -258,16 +383,14 @@ export class NetbootSandbox {
     }
   }
 
-  /**
-   * Boots a QEMU client from the network and waits for `E2E-RESULT: OK MARKER` on its serial log.
-   * On failure the error carries the serial tail and the dnsmasq log.
-   */
-  async boot(opts: { mac: string; marker: string; uefi?: boolean; timeoutMs: number }): Promise<BootResult> {
-    const serialLog = path.join(this.runDir, `serial-${opts.mac.replaceAll(":", "")}.log`);
+  /** Starts a QEMU client that boots from the network on one of the taps. */
+  startClient(opts: { mac: string; tap?: (typeof TAPS)[number]; uefi?: boolean }): Client {
+    const id = opts.mac.replaceAll(":", "");
+    const serialLog = path.join(this.runDir, `serial-${id}.log`);
     const args = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-monitor", "none", "-no-reboot", "-serial", `file:${serialLog}`, "-boot", "n",
-      "-netdev", `tap,id=n0,ifname=${TAP},script=no,downscript=no`];
+      "-netdev", `tap,id=n0,ifname=${opts.tap ?? TAPS[0]},script=no,downscript=no`];
     if (opts.uefi) {
-      const vars = path.join(this.runDir, "OVMF_VARS.fd");
+      const vars = path.join(this.runDir, `OVMF_VARS-${id}.fd`);
       fs.copyFileSync(OVMF_VARS, vars);
       // romfile= leaves out the iPXE ROM, so OVMF's own PXE client loads snponly.efi.
       args.push("-machine", "q35", "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars}`,
@@ -276,35 +399,93 @@ export class NetbootSandbox {
       args.push("-device", `virtio-net-pci,netdev=n0,mac=${opts.mac}`);
     }
     const started = Date.now();
-    const qemu = this.startDaemon("qemu", args);
-    const expected = `E2E-RESULT: OK ${opts.marker}`;
-    const deadline = started + opts.timeoutMs;
-    let serial = "";
-    const timeline: string[] = [];
-    const seen = new Set<string>();
+    const child = this.startDaemon(`qemu-${id}`, args);
+    return { mac: opts.mac, child, serialLog, started, timeline: [], seenStages: new Set() };
+  }
+
+  /** The client's serial log so far. */
+  serial(client: Client): string {
+    return fs.existsSync(client.serialLog) ? fs.readFileSync(client.serialLog, "latin1") : "";
+  }
+
+  /**
+   * Waits until `done` holds for the client's serial log, recording the boot stages on the way.
+   * Fails early on a failure line or when QEMU exits; the error carries the logs.
+   */
+  async waitForSerial(client: Client, what: string, done: (serial: string) => boolean, timeoutMs: number): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
     for (;;) {
-      serial = fs.existsSync(serialLog) ? fs.readFileSync(serialLog, "latin1") : "";
+      const serial = this.serial(client);
       for (const stage of STAGES) {
-        if (seen.has(stage.name) || !stage.pattern.test(serial)) continue;
-        seen.add(stage.name);
-        timeline.push(`${((Date.now() - started) / 1000).toFixed(1)}s ${stage.name}`);
+        if (client.seenStages.has(stage.name) || !stage.pattern.test(serial)) continue;
+        client.seenStages.add(stage.name);
+        client.timeline.push(`${((Date.now() - client.started) / 1000).toFixed(1)}s ${stage.name}`);
       }
-      if (serial.includes(expected)) break;
+      if (done(serial)) return serial;
       const failure = FAILURE_PATTERNS.find((re) => re.test(serial));
-      const exited = qemu.exitCode !== null || qemu.signalCode !== null;
+      const exited = client.child.exitCode !== null || client.child.signalCode !== null;
       if (failure || exited || Date.now() > deadline) {
-        const why = failure ? `the serial log shows ${failure}` : exited ? `QEMU exited (${qemu.exitCode ?? qemu.signalCode})` : `no marker within ${opts.timeoutMs / 1000} s`;
+        const why = failure ? `the serial log shows ${failure}` : exited ? `QEMU exited (${client.child.exitCode ?? client.child.signalCode})` : `no ${what} within ${timeoutMs / 1000} s`;
         throw new Error(
-          `Netboot failed: ${why}.\n--- serial log tail ---\n${serial.slice(-4000)}\n--- dnsmasq log tail ---\n${this.readTail(this.dnsmasqLog, 3000)}\n--- qemu output ---\n${this.readTail(path.join(this.runDir, "qemu.out"), 1000)}`,
+          `Netboot of ${client.mac} failed: ${why}.\n--- serial log tail ---\n${serial.slice(-4000)}\n--- dnsmasq log tail ---\n${this.readTail(this.dnsmasqLog, 3000)}\n--- qemu output ---\n${this.readTail(path.join(this.runDir, `qemu-${client.mac.replaceAll(":", "")}.out`), 1000)}`,
         );
       }
       await sleep(250);
     }
-    const seconds = (Date.now() - started) / 1000;
-    if (process.env.E2E_KEEP_LOGS) fs.copyFileSync(serialLog, path.join(os.tmpdir(), `e2e-${path.basename(serialLog)}`));
+  }
+
+  /** Stops a client at once (its guest is not shut down). */
+  async stopClient(client: Client): Promise<void> {
+    if (client.child.exitCode !== null || client.child.signalCode !== null) return;
+    client.child.kill("SIGKILL");
+    await waitForExit(client.child, 5000);
+  }
+
+  /**
+   * Boots a QEMU client from the network and waits for `E2E-RESULT: OK MARKER` on its serial log,
+   * then for the guest to power off.
+   */
+  async boot(opts: { mac: string; marker: string; uefi?: boolean; tap?: (typeof TAPS)[number]; timeoutMs: number }): Promise<BootResult> {
+    const client = this.startClient(opts);
+    const expected = `E2E-RESULT: OK ${opts.marker} `;
+    const serial = await this.waitForSerial(client, `marker "${opts.marker}"`, (text) => text.includes(expected), opts.timeoutMs);
+    const seconds = (Date.now() - client.started) / 1000;
+    if (process.env.E2E_KEEP_LOGS) fs.copyFileSync(client.serialLog, path.join(os.tmpdir(), `e2e-${path.basename(client.serialLog)}`));
     // The guest powers itself off; give it a moment so QEMU leaves on its own.
-    await waitForExit(qemu, 15_000);
-    return { seconds, serial, timeline };
+    if (!(await waitForExit(client.child, 15_000))) await this.stopClient(client);
+    return { seconds, serial, timeline: client.timeline };
+  }
+
+  /**
+   * A DHCP server of the site's own (not LTSP's): a second dnsmasq that only leases addresses
+   * from this range, with no boot options, so LTSP's dnsmasq must answer PXE as proxyDHCP.
+   */
+  startSiteDhcpServer(start: string, end: string): void {
+    const conf = path.join(this.runDir, "site-dhcp.conf");
+    fs.writeFileSync(
+      conf,
+      [
+        "port=0",
+        `interface=${BRIDGE}`,
+        "bind-interfaces",
+        `dhcp-range=${start},${end},255.255.255.0,1h`,
+        "dhcp-authoritative",
+        "log-dhcp",
+        `dhcp-leasefile=${path.join(this.runDir, "site-dhcp.leases")}`,
+        "",
+      ].join("\n"),
+    );
+    this.startDaemon("site-dhcp", [
+      "dnsmasq",
+      `--conf-file=${conf}`,
+      "--keep-in-foreground",
+      `--pid-file=${path.join(this.runDir, "site-dhcp.pid")}`,
+      `--log-facility=${this.siteDhcpLog}`,
+    ]);
+  }
+
+  get siteDhcpLog(): string {
+    return path.join(this.runDir, "site-dhcp.log");
   }
 
   /** Kills everything this sandbox started (by PID), deletes the namespace and the temp dir. */

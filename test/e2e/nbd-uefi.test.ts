@@ -3,7 +3,7 @@
 // that iPXE gets the menu, and the root image is served by nbd-server.
 import fs from "node:fs";
 import { afterEach, expect, test } from "vitest";
-import { NetbootSandbox, requirePrerequisites, SERVER_IP, SUBNET_PREFIX } from "./harness.ts";
+import { IMAGES, NetbootSandbox, requirePrerequisites, SERVER_IP, SUBNET_PREFIX } from "./harness.ts";
 
 const BOOT_TIMEOUT_MS = 300_000;
 let sandbox: NetbootSandbox | undefined;
@@ -20,11 +20,11 @@ test("UEFI client (OVMF PXE → snponly.efi) boots its per-MAC default image ove
   }
   sandbox = new NetbootSandbox("nbduefi");
   const mac = "52:54:00:67:03:33";
-  const marker = `nbd-uefi-${process.pid}`;
-  await sandbox.addDebianChroot("debian", marker);
-  // A second image that would be the menu's default without the per-MAC section.
-  await sandbox.runLtspMake(`{
-    images: { debian: { boot: { method: "nbd", server: "${SERVER_IP}" }, compression: "zstd:1", ionice: [] } },
+  const marker = IMAGES.debian.marker;
+  await sandbox.usePrebuiltImages();
+  const make = await sandbox.runLtspMake(`{
+    discover: false,
+    images: { ${sandbox.image("debian", { boot: `{ method: "nbd", server: "${SERVER_IP}" }` })} },
     ipxe: { timeout: 1000, kernelParameters: "console=ttyS0", clients: [{ mac: "${mac}", defaultImage: "debian" }] },
     dnsmasq: {
       realDhcp: { start: "${SUBNET_PREFIX}.100", end: "${SUBNET_PREFIX}.150", lease: "1h" },
@@ -32,6 +32,7 @@ test("UEFI client (OVMF PXE → snponly.efi) boots its per-MAC default image ove
     },
     nfs: { home: false },
   }`);
+  console.log(`ltsp-make: ${make.seconds.toFixed(1)} s`);
   expect(fs.readFileSync(`${sandbox.tftpDir}/ltsp/ltsp.ipxe`, "utf8")).toContain(`nbdroot=${SERVER_IP}:10809/debian`);
 
   await sandbox.createNetwork();

@@ -2,7 +2,7 @@
 // (nfs-ganesha) and loop-mounting images/NAME.img from it, as LTSP's default "images" method does.
 import fs from "node:fs";
 import { afterEach, expect, test } from "vitest";
-import { NetbootSandbox, requirePrerequisites, SUBNET_PREFIX } from "./harness.ts";
+import { IMAGES, NetbootSandbox, requirePrerequisites, SUBNET_PREFIX } from "./harness.ts";
 
 const BOOT_TIMEOUT_MS = 300_000;
 let sandbox: NetbootSandbox | undefined;
@@ -16,10 +16,11 @@ test("BIOS client boots its per-MAC default image over NFS (nfs-ganesha) with re
   await requirePrerequisites(["ganesha.nfsd", "rpcbind", "unshare"]);
   sandbox = new NetbootSandbox("nfsbios");
   const mac = "52:54:00:67:02:22";
-  const marker = `nfs-bios-${process.pid}`;
-  await sandbox.addDebianChroot("debian", marker);
-  await sandbox.runLtspMake(`{
-    images: { debian: { compression: "zstd:1", ionice: [] } },
+  const marker = IMAGES.debian.marker;
+  await sandbox.usePrebuiltImages();
+  const make = await sandbox.runLtspMake(`{
+    discover: false,
+    images: { ${sandbox.image("debian")} },
     ipxe: { timeout: 1000, kernelParameters: "console=ttyS0", clients: [{ mac: "${mac}", defaultImage: "debian" }] },
     dnsmasq: {
       realDhcp: { start: "${SUBNET_PREFIX}.100", end: "${SUBNET_PREFIX}.150", lease: "1h" },
@@ -27,6 +28,7 @@ test("BIOS client boots its per-MAC default image over NFS (nfs-ganesha) with re
     },
     nfs: { home: false },
   }`);
+  console.log(`ltsp-make: ${make.seconds.toFixed(1)} s`);
   expect(fs.readFileSync(`${sandbox.tftpDir}/ltsp/ltsp.ipxe`, "utf8")).toContain(`nfsroot=\${srv}:${sandbox.baseDir} ltsp.image=images/debian.img`);
 
   await sandbox.createNetwork();
