@@ -306,8 +306,13 @@ export async function runCompressionBench(log: (line: string) => void): Promise<
 
 /** How much faster `value` is than `reference` (times), or slower, as text. */
 function relative(reference: number, value: number): string {
-  if (value <= reference) return `${fmtRatio(reference / value)} faster`;
-  return `${fmtRatio(value / reference)} slower`;
+  if (value <= reference) return `${fmtTimes(reference / value)} faster`;
+  return `${fmtTimes(value / reference)} slower`;
+}
+
+/** A ratio as "45×" or "1.78×": two decimals only where they matter. */
+export function fmtTimes(ratio: number): string {
+  return ratio >= 10 ? `${ratio.toFixed(0)}×` : fmtRatio(ratio);
 }
 
 function percent(reference: number, value: number): string {

@@ -105,7 +105,10 @@ export async function loadConfigFile<T>(file: string, required: boolean, stateDi
   });
   let loaded: unknown;
   try {
-    loaded = await jiti.import(path, { default: true });
+    // Not `{ default: true }`: that hands back the whole module when it has no default export,
+    // and a file exporting only other names would then be taken for an (empty) config.
+    const module = await jiti.import<Record<string, unknown> | undefined>(path);
+    loaded = module !== null && typeof module === "object" && "default" in module ? module.default : undefined;
   } catch (error) {
     const where = locate(error, path);
     const message = error instanceof Error ? error.message.split("\n")[0] : String(error);

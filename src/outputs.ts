@@ -2,7 +2,7 @@
 // verifies (design rule 4).
 import { lstatSync, readlinkSync } from "node:fs";
 import { canonicalJson, hashString } from "./hash.ts";
-import { stampOf, type StampCache } from "./fingerprint/stamps.ts";
+import type { StampCache } from "./fingerprint/stamps.ts";
 import { fingerprintTree } from "./fingerprint/tree.ts";
 import type { OutputRecord, TaskRecord } from "./state/store.ts";
 import type { Json } from "./types.ts";
@@ -13,17 +13,15 @@ const nothingExcluded = () => false;
 export function observeOutput(path: string, stamps: StampCache): OutputRecord | undefined {
   let st;
   try {
-    st = lstatSync(path);
+    st = lstatSync(path, { throwIfNoEntry: false });
   } catch {
     return undefined;
   }
-  if (st.isFile()) return { stamp: stampOf(st), hash: stamps.hash(path, st) };
-  if (st.isSymbolicLink()) return { stamp: stampOf(st), hash: hashString(`link:${readlinkSync(path)}`) };
-  if (st.isDirectory()) {
-    const tree = fingerprintTree(path, nothingExcluded, stamps)!;
-    return { stamp: `tree:${tree.entries}`, hash: tree.hash };
-  }
-  return { stamp: stampOf(st), hash: "special" };
+  if (!st) return undefined;
+  if (st.isFile()) return stamps.hash(path, st);
+  if (st.isSymbolicLink()) return hashString(`link:${readlinkSync(path)}`);
+  if (st.isDirectory()) return fingerprintTree(path, nothingExcluded, stamps)!.hash;
+  return "special";
 }
 
 /** Reasons a recorded task's outputs no longer match what it published. */
@@ -32,7 +30,7 @@ export function verifyOutputs(record: TaskRecord, stamps: StampCache): string[] 
   for (const [path, recorded] of Object.entries(record.outputs)) {
     const now = observeOutput(path, stamps);
     if (!now) reasons.push(`output ${path} is missing`);
-    else if (now.hash !== recorded.hash) reasons.push(`output ${path} was modified since it was built`);
+    else if (now !== recorded) reasons.push(`output ${path} was modified since it was built`);
   }
   return reasons;
 }
@@ -41,7 +39,7 @@ export function outputHashOf(keyHash: string, outputs: Record<string, OutputReco
   const paths = Object.keys(outputs);
   if (paths.length === 0 && value === undefined) return keyHash;
   const hashes: Record<string, string> = {};
-  for (const path of paths.sort()) hashes[path] = outputs[path]!.hash;
+  for (const path of paths.sort()) hashes[path] = outputs[path]!;
   return hashString(canonicalJson({ outputs: hashes, value: value ?? null }));
 }
 

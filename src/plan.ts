@@ -115,7 +115,7 @@ export function recordedUpstream(state: StateStore, id: string): UpstreamResult 
   const record = state.record(id);
   if (!record) return undefined;
   const outputs: Record<string, string> = {};
-  for (const [path, o] of Object.entries(record.outputs)) outputs[path] = o.hash;
+  for (const [path, hash] of Object.entries(record.outputs)) outputs[path] = hash;
   return { id, outputs, value: record.value };
 }
 

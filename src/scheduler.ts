@@ -299,6 +299,8 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
         if (!observed) throw new Error(`finished without producing its output ${path}`);
         outputs[path] = observed;
       }
+      // What the task changed outside this machine is recorded as it is now, after the run.
+      if (task.probe) key.inputs.probe = await task.probe();
       const hash = keyHash(key);
       const outputHash = task.ephemeral ? hash : outputHashOf(hash, outputs, value);
       const record: TaskRecord = { keyHash: hash, outputs, outputHash, finishedAt: new Date().toISOString() };

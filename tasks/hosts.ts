@@ -189,6 +189,9 @@ function readRecord(path: string): PublishRecord | undefined {
 /** The host's copies of everything recorded for it, read with one ssh call and shared by its tasks. */
 class HostState {
   private pending?: Promise<Map<string, RemoteEntry>>;
+  get hostName(): string {
+    return this.host.name;
+  }
   constructor(
     private readonly host: HostPlan,
     private readonly dir: string,
@@ -215,7 +218,8 @@ class HostState {
   }
 }
 
-const IN_SYNC: Json = { remote: "as published" };
+// Problems are the keys, so that `plan` names them when it says why the probe changed.
+const IN_SYNC: Json = {};
 
 /**
  * The publish task's view of the host as a key field. The first evaluation (when the plan is
@@ -225,12 +229,13 @@ const IN_SYNC: Json = { remote: "as published" };
  * the host as published and the task fresh.
  */
 function remoteProbe(state: HostState, recordPath: string): () => Promise<Json> {
+  const host = state.hostName;
   let evaluated = false;
   return async () => {
     if (evaluated) return IN_SYNC;
     evaluated = true;
     const record = readRecord(recordPath);
-    if (!record) return { remote: "never published" };
+    if (!record) return { "never published to this host": true };
     const remote = await state.read();
     const problems: string[] = [];
     for (const [path, want] of Object.entries(record.files)) {
@@ -243,7 +248,7 @@ function remoteProbe(state: HostState, recordPath: string): () => Promise<Json> 
       if (!have || have.kind !== "link") problems.push(`${path} is not the published symlink`);
       else if (have.target !== want) problems.push(`${path} points at ${have.target}, not ${want}`);
     }
-    return problems.length ? { remote: problems.sort() } : IN_SYNC;
+    return Object.fromEntries(problems.sort().map((p) => [`on ${host}: ${p}`, true]));
   };
 }
 

@@ -27,10 +27,11 @@ export function inputLabel(spec: InputSpec): string {
 export function fileFingerprint(path: string, stamps: StampCache): string {
   let st;
   try {
-    st = statSync(path);
+    st = statSync(path, { throwIfNoEntry: false });
   } catch {
     return "missing";
   }
+  if (!st) return "missing";
   if (st.isDirectory()) return "directory";
   if (!st.isFile()) return "special";
   return stamps.hash(path, st);

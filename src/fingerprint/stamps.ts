@@ -7,16 +7,12 @@ import { hashFileSync } from "../hash.ts";
 /** How close to the moment of hashing a change must be to leave the stamp untrusted. */
 export const RACY_WINDOW_MS = 50;
 
-export interface StampEntry {
-  /** dev:ino:size:mtimeMs:ctimeMs */
-  s: string;
-  /** content hash */
-  h: string;
-  /** the stamp was taken too close to the hash to be trusted */
-  r?: 1;
-  /** generation (run number) that last used the entry */
-  g: number;
-}
+/**
+ * One entry, kept as a single string so the state file stays small and quick to parse:
+ * "STAMP HASH GENERATION" plus " racy" when the stamp is not to be trusted.
+ * STAMP is dev:ino:size:mtimeMs:ctimeMs; GENERATION is the run number that last used it.
+ */
+export type StampEntry = string;
 
 export function stampOf(st: Stats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
@@ -26,50 +22,63 @@ export function isRacy(st: Stats, hashedAt: number): boolean {
   return Math.max(st.mtimeMs, st.ctimeMs) >= hashedAt - RACY_WINDOW_MS;
 }
 
+const HASH_LENGTH = 16;
+
+/** The hash an entry holds for `stamp`, if it holds one for that stamp and it is trusted. */
+function trustedHash(entry: StampEntry | undefined, stamp: string): string | undefined {
+  if (typeof entry !== "string" || !entry.startsWith(stamp) || entry.charCodeAt(stamp.length) !== 32) return undefined;
+  if (entry.endsWith(" racy")) return undefined;
+  return entry.slice(stamp.length + 1, stamp.length + 1 + HASH_LENGTH);
+}
+
+function generationOf(entry: StampEntry): number {
+  return typeof entry === "string" ? Number(entry.split(" ")[2]) : -Infinity;
+}
+
 export class StampCache {
-  private readonly entries: Map<string, StampEntry>;
   readonly stats = { hits: 0, hashed: 0, bytes: 0 };
   changed = false;
+  private readonly used = new Set<string>();
 
   constructor(
-    initial: Record<string, StampEntry> = {},
+    private readonly entries: Record<string, StampEntry> = {},
     private readonly generation = 0,
-  ) {
-    this.entries = new Map(Object.entries(initial));
-  }
+  ) {}
 
   /** Content hash of a regular file, from the cache when its stamp is unchanged and trusted. */
   hash(path: string, st: Stats = statSync(path)): string {
     const stamp = stampOf(st);
-    const entry = this.entries.get(path);
-    if (entry && entry.s === stamp && !entry.r) {
+    const cached = trustedHash(this.entries[path], stamp);
+    if (cached !== undefined) {
       this.stats.hits++;
-      // Not a change worth a write: the mark is saved when something else is.
-      entry.g = this.generation;
-      return entry.h;
+      this.used.add(path);
+      return cached;
     }
     const hashedAt = Date.now();
     const h = hashFileSync(path);
     this.stats.hashed++;
     this.stats.bytes += st.size;
-    const fresh: StampEntry = { s: stamp, h, g: this.generation };
-    if (isRacy(st, hashedAt)) fresh.r = 1;
-    this.entries.set(path, fresh);
+    this.entries[path] = `${stamp} ${h} ${this.generation}${isRacy(st, hashedAt) ? " racy" : ""}`;
     this.changed = true;
     return h;
   }
 
   /** Recorded hash for a stamp, without reading the file (undefined if unknown or racy). */
   peek(path: string, st: Stats): string | undefined {
-    const entry = this.entries.get(path);
-    return entry && entry.s === stampOf(st) && !entry.r ? entry.h : undefined;
+    return trustedHash(this.entries[path], stampOf(st));
   }
 
-  /** Entries to keep: used in the last `keepGenerations` runs. */
+  /** Entries to keep: used in the last `keepGenerations` runs that saved state. */
   toJSON(keepGenerations = 10): Record<string, StampEntry> {
     const out: Record<string, StampEntry> = {};
-    for (const [path, entry] of this.entries) {
-      if (this.generation - entry.g < keepGenerations) out[path] = entry;
+    for (const [path, entry] of Object.entries(this.entries)) {
+      if (this.used.has(path)) {
+        const parts = entry.split(" ");
+        parts[2] = String(this.generation);
+        out[path] = parts.join(" ");
+      } else if (this.generation - generationOf(entry) < keepGenerations) {
+        out[path] = entry;
+      }
     }
     return out;
   }

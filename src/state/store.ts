@@ -12,12 +12,10 @@ import type { ToolRecord } from "../fingerprint/tools.ts";
 import type { Json } from "../types.ts";
 import type { KeyDoc } from "../key.ts";
 
-export const STATE_FORMAT = 2;
+export const STATE_FORMAT = 4;
 
-export interface OutputRecord {
-  stamp: string;
-  hash: string;
-}
+/** Content hash of one published output (a file, a symlink's target, or a directory tree). */
+export type OutputRecord = string;
 
 export interface TaskRecord {
   /** Hash of the key document; the document itself is in keys.json (read only when needed). */
@@ -115,7 +113,7 @@ export class StateStore {
         );
       }
       // Older formats record keys differently: their tasks are checked and rebuilt once.
-      snapshot = parsed.format < STATE_FORMAT ? { ...emptySnapshot(writer), stamps: parsed.stamps ?? {} } : { ...emptySnapshot(writer), ...parsed };
+      snapshot = parsed.format < STATE_FORMAT ? emptySnapshot(writer) : { ...emptySnapshot(writer), ...parsed };
     }
     let torn = 0;
     const keyChanges = new Map<string, KeyDoc | null>();

@@ -310,7 +310,9 @@ export class SquashfsView extends TreeView {
 
   protected async copyOutReal(real: string, destPath: string): Promise<void> {
     // Extract next to the destination, so the final step is a rename on the same filesystem.
-    const scratch = await fs.mkdtemp(path.join(path.dirname(destPath), ".unsquashfs-"));
+    // The scratch name carries our PID: what a killed run left is removed here by the next one.
+    await removeDeadScratch(path.dirname(destPath));
+    const scratch = await fs.mkdtemp(path.join(path.dirname(destPath), `${SCRATCH_PREFIX}${process.pid}-`));
     try {
       const into = path.join(scratch, "root");
       await this.exec("unsquashfs", ["-q", "-n", "-no-xattrs", "-no-wildcards", "-d", into, this.imagePath, real]);
@@ -322,6 +324,30 @@ export class SquashfsView extends TreeView {
       await fs.rename(extracted, destPath);
     } finally {
       await fs.rm(scratch, { recursive: true, force: true });
+    }
+  }
+}
+
+const SCRATCH_PREFIX = ".unsquashfs-";
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Scratch directories of extractions whose process is gone (a killed run). */
+async function removeDeadScratch(dir: string): Promise<void> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(SCRATCH_PREFIX)) continue;
+    const pid = Number(name.slice(SCRATCH_PREFIX.length).split("-")[0]);
+    // Older names had no PID: nothing can be using them across runs either.
+    if (!Number.isInteger(pid) || pid <= 0 || (pid !== process.pid && !pidAlive(pid))) {
+      await fs.rm(path.join(dir, name), { recursive: true, force: true });
     }
   }
 }

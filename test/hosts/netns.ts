@@ -154,7 +154,13 @@ export class TestHosts {
     for (const [, child] of this.children) if (child.pid) quietly("kill", ["-KILL", String(child.pid)]);
     for (const netns of this.namespaces.splice(0)) {
       // Connection handlers sshd forked live in the namespace too.
-      for (const pid of sh("ip", ["netns", "pids", netns]).split("\n").filter(Boolean)) quietly("kill", ["-KILL", pid]);
+      let pids: string[] = [];
+      try {
+        pids = sh("ip", ["netns", "pids", netns]).split("\n").filter(Boolean);
+      } catch {
+        // no such namespace
+      }
+      for (const pid of pids) quietly("kill", ["-KILL", pid]);
       quietly("ip", ["netns", "delete", netns]);
     }
     for (const link of this.links.splice(0)) quietly("ip", ["link", "delete", link]);

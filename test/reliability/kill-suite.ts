@@ -13,22 +13,22 @@ import { crash, hiddenEntries, publishedSnapshot, seededRandom, sh, startTimed, 
 export const KILL_CONFIG = `{
   imageDefaults: {
     compression: "zstd",
-    ionice: ["sh", "-c", 'sleep 0.15; "$@" && sleep 0.15', "slow-squash"],
+    ionice: ["sh", "-c", 'sleep 0.08; "$@" && sleep 0.08', "slow-squash"],
     customize: [{
       id: "slow",
       params: { motd: "reliability" },
       run: async (_ctx, root) => {
         const fs = await import("node:fs");
-        await new Promise((r) => setTimeout(r, 150));
+        await new Promise((r) => setTimeout(r, 60));
         fs.writeFileSync(root + "/etc/motd", "reliability\\n");
-        await new Promise((r) => setTimeout(r, 150));
+        await new Promise((r) => setTimeout(r, 60));
       },
     }],
   },
   images: { small: { boot: { method: "nbd" } } },
   ipxe: { timeout: 5000 },
   dnsmasq: { proxyRanges: [{ network: "192.168.67.0", netmask: "255.255.255.0" }] },
-  reload: { dnsmasq: ["sleep", "0.2"], nfs: ["sleep", "0.2"], nbd: ["sleep", "0.2"] },
+  reload: { dnsmasq: ["sleep", "0.1"], nfs: ["sleep", "0.1"], nbd: ["sleep", "0.1"] },
 }`;
 
 export const TASKS = [
@@ -226,7 +226,7 @@ export async function runKills(prefix: Prefix, options: { seed: number; count: n
     const squashFresh = after.get("squash:small") === "fresh";
     for (const id of TASKS) {
       const status = after.get(id);
-      const context = `${where}: ${id} is ${status}; killed run said:\n${out}`;
+      const context = `${where}: ${id} is ${status} (${plan.get(id)!.reasons.join("; ")}); killed run said:\n${out}`;
       if (EPHEMERAL.has(id)) {
         expect(status, context).toBe(squashFresh ? "fresh" : "stale");
       } else if (done.has(id)) {
@@ -264,8 +264,11 @@ export async function runKills(prefix: Prefix, options: { seed: number; count: n
     expect(fs.existsSync(work) ? fs.readdirSync(work) : [], `${where}: work directories after the next run`).toEqual([]);
     expect(hiddenEntries(prefix), `${where}: temporaries after the next run`).toEqual([]);
     expect(fs.existsSync(path.join(prefix.cache, "lock")), `${where}: lock after the next run`).toBe(false);
-    const final = await planStatuses(prefix);
-    expect([...final].filter(([, s]) => s !== "fresh"), `${where}: everything fresh after the next run`).toEqual([]);
+    if (stats.landed % 3 === 0 || stats.landed === options.count) {
+      // (every third kill: a plan costs half a second)
+      const final = await planStatuses(prefix);
+      expect([...final].filter(([, s]) => s !== "fresh"), `${where}: everything fresh after the next run`).toEqual([]);
+    }
     expect(nonImageFiles(prefix, publishedSnapshot(prefix)), `${where}: published files equal a clean build's`).toEqual(ref.files);
     expect(imageContent(prefix.image("small")), `${where}: the image equals a clean build's`).toEqual(ref.image);
   }
