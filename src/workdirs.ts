@@ -3,22 +3,14 @@
 // mount point.
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { processStartTime } from "./processes.ts";
 
 export function workArea(stateDir: string): string {
   return join(stateDir, "work");
 }
 
-function processStart(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
 export function runWorkDir(stateDir: string): string {
-  return join(workArea(stateDir), `run-${process.pid}-${processStart(process.pid) ?? "0"}`);
+  return join(workArea(stateDir), `run-${process.pid}-${processStartTime(process.pid) ?? "0"}`);
 }
 
 /** Work directories of runs whose process no longer exists. */
@@ -34,7 +26,7 @@ export function deadRunWorkDirs(stateDir: string): string[] {
   for (const name of names) {
     const match = /^run-(\d+)-(\d+)$/.exec(name);
     if (!match) continue;
-    if (processStart(Number(match[1])) !== match[2]) dead.push(join(area, name));
+    if (processStartTime(Number(match[1])) !== match[2]) dead.push(join(area, name));
   }
   return dead.sort();
 }

@@ -6,8 +6,7 @@ import { join } from "node:path";
 import type { InputSpec, ResourceDef, Roots, Sweeper, TaskDef } from "../src/types.ts";
 import { removeStaleTemps, tempPathFor } from "../src/atomic.ts";
 import { standaloneExec } from "../src/exec.ts";
-import type { CleanupSettings } from "./config.ts";
-import { cleanupImage } from "./lib/cleanup.ts";
+import { cleanupImage, defaultCleanup } from "./lib/cleanup.ts";
 import { effectiveExcludes, writeExcludesFile } from "./lib/excludes.ts";
 import { mountSource, sweepStaleWorkDirs, type MountedSource } from "./lib/mount.ts";
 import { imagesDir, isDirectory, type ImagePlan } from "./images.ts";
@@ -16,16 +15,7 @@ import { publishGeneration } from "./generations.ts";
 export const DEFAULT_GENERATIONS = 3;
 const DEFAULT_IONICE = ["nice", "ionice", "-c3"];
 
-export const DEFAULT_CLEANUP: Required<CleanupSettings> = {
-  users: true,
-  printers: true,
-  resolvConf: true,
-  sshHostKeys: "remove",
-  snakeoil: "regenerate",
-  logs: true,
-  fstab: true,
-  debconfPasswords: true,
-};
+const { loginDefs: _serverLoginDefs, ...DEFAULT_CLEANUP } = defaultCleanup;
 
 export function mountId(name: string): string {
   return `mount:${name}`;

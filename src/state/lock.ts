@@ -2,6 +2,7 @@
 // whose owner is gone (or whose PID now belongs to another process) is taken over.
 import { linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, closeSync } from "node:fs";
 import { join } from "node:path";
+import { processStartTime } from "../processes.ts";
 
 export interface LockOwner {
   pid: number;
@@ -24,17 +25,8 @@ export class LockHeldError extends Error {
   }
 }
 
-function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
-
 export function ownerAlive(owner: LockOwner): boolean {
-  const start = startTimeOf(owner.pid);
+  const start = processStartTime(owner.pid);
   return start !== undefined && start === owner.start;
 }
 
@@ -59,7 +51,7 @@ export class StateLock {
   acquire(command: string): LockOwner | undefined {
     const me: LockOwner = {
       pid: process.pid,
-      start: startTimeOf(process.pid) ?? "",
+      start: processStartTime(process.pid) ?? "",
       command,
       since: new Date().toISOString(),
     };

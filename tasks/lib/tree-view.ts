@@ -5,6 +5,7 @@ import * as fs from "node:fs/promises";
 import * as path from "node:path";
 import picomatch from "picomatch";
 import type { Exec } from "../../src/exec.ts";
+import { pidAlive } from "../../src/processes.ts";
 
 export type EntryType = "file" | "dir" | "symlink" | "other";
 
@@ -329,15 +330,6 @@ export class SquashfsView extends TreeView {
 }
 
 const SCRATCH_PREFIX = ".unsquashfs-";
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Scratch directories of extractions whose process is gone (a killed run). */
 async function removeDeadScratch(dir: string): Promise<void> {
