@@ -161,8 +161,6 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
 
   const finish = async (id: string, result: Finished, durationMs: number, error?: string, logTail?: string[]): Promise<void> => {
     results.set(id, result);
-    const task = graph.tasks.get(id)!;
-    if (plan.verdicts.get(id)!.status === "stale") await release(task);
     switch (result.outcome) {
       case "done":
         summary.ran++;
@@ -184,6 +182,8 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
         break;
     }
     reporter.taskEnd({ id, outcome: result.outcome, durationMs, error, logTail });
+    // Reported before tear-down: the task is complete whatever happens while unmounting.
+    if (plan.verdicts.get(id)!.status === "stale") await release(graph.tasks.get(id)!);
     for (const dependent of graph.dependents.get(id)!) {
       if (!selected.has(dependent)) continue;
       const n = remainingDeps.get(dependent)! - 1;

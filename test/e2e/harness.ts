@@ -110,10 +110,10 @@ function prebuiltKey(fixture: string, ltspfile: string): string {
 }
 
 /** Runs the real CLI on a config file with the given directories. */
-async function runCli(configPath: string, dirs: { cache: string; base: string; tftp: string; home: string; etc: string }): Promise<string> {
+async function runCli(configPath: string, dirs: { cache: string; base: string; tftp: string; home: string; etc: string }, targets: string[] = []): Promise<string> {
   const result = await exec(
     "node",
-    [path.join(REPO, "bin/ltsp-make.js"), "--config", configPath, "--cache-dir", dirs.cache, "--base-dir", dirs.base, "--tftp-dir", dirs.tftp, "--home-dir", dirs.home, "--etc-dir", dirs.etc],
+    [path.join(REPO, "bin/ltsp-make.js"), "--config", configPath, "--cache-dir", dirs.cache, "--base-dir", dirs.base, "--tftp-dir", dirs.tftp, "--home-dir", dirs.home, "--etc-dir", dirs.etc, ...targets],
     { okExitCodes: [0, 1, 2] },
   );
   if (result.exitCode !== 0) {
@@ -152,6 +152,8 @@ export async function prebuiltImages(): Promise<{ dir: string; fixture: string }
     const configPath = path.join(dir, "ltspfile.ts");
     fs.writeFileSync(configPath, ltspfile);
     const started = Date.now();
+    // One image per run: images of one source each lock its package database while mounted.
+    for (const name of Object.keys(IMAGES)) await runCli(configPath, dirs, [`image:${name}`]);
     await runCli(configPath, dirs);
     console.log(`e2e: built the shared images in ${((Date.now() - started) / 1000).toFixed(1)} s (${dir})`);
     fs.writeFileSync(`${dir}.complete`, "");

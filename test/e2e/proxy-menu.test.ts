@@ -34,7 +34,9 @@ test("proxyDHCP next to another DHCP server; a per-MAC section picks the menu's 
   console.log(`ltsp-make: ${make.seconds.toFixed(1)} s`);
   const menu = fs.readFileSync(`${sandbox.tftpDir}/ltsp/ltsp.ipxe`, "utf8");
   expect(menu).toContain(`nbdroot=${SERVER_IP}:10809/alt`);
-  expect(menu).toContain(mac);
+  // The menu's default is the first image; the client's own section switches to the second.
+  expect(menu).toMatch(/^set img debian$/m);
+  expect(menu).toContain(`:mac-${mac.replaceAll(":", "-")}\nset img alt\n`);
   const conf = fs.readFileSync(`${sandbox.etcDir}/dnsmasq.d/ltsp-dnsmasq.conf`, "utf8");
   expect(conf).toMatch(new RegExp(`^dhcp-range=set:proxy,${SUBNET_PREFIX.replaceAll(".", "\\.")}\\.0,proxy,255\\.255\\.255\\.0$`, "m"));
   expect(conf).not.toMatch(/^dhcp-range=(?!.*proxy)/m);

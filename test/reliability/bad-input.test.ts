@@ -7,6 +7,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { makeSmallChroot, makeDisk, makeTree, Prefix, scrub, type CliResult } from "../pipeline/helpers.ts";
+import { VERSION } from "../../src/config.ts";
+import { hashString } from "../../src/hash.ts";
 import { fingerprintAll, pathWithout, startTimed } from "./helpers.ts";
 
 const PROXY = `dnsmasq: { proxyRanges: [{ network: "192.168.67.0", netmask: "255.255.255.0" }] }`;
@@ -22,8 +24,10 @@ interface BadInput {
   message: RegExp[];
   /** A config body (see Prefix.writeConfig) used for this run only, marked as type-checked. */
   config?: string;
-  /** A whole ltspfile.ts used for this run only, type-checked for real. */
+  /** A whole ltspfile.ts used for this run only, type-checked for real unless `checked`. */
   source?: string;
+  /** Record `source` as type-checked (the error under test comes after the type check). */
+  checked?: boolean;
   args?: string[];
   env?: (p: Prefix, scratch: string) => Record<string, string>;
   /** Breaks something; returns how to undo it. */
@@ -70,7 +74,7 @@ export const CASES: BadInput[] = [
     config: withExtra(`images: { bad: { source: "SCRATCH/notanos" } }`),
     prepare: (_p, s) => void makeTree(path.join(s, "notanos"), { "photos/cat.jpg": "meow", "notes.txt": "hello\n" }),
     taskFails: true,
-    message: [/FAILED\s+\S+:bad/, /notanos/],
+    message: [/FAILED\s+cleanup:bad/, /has no etc\/passwd/, /check that this is the root of an installed system/],
   },
   {
     name: "VM disk with no usable partition (only an ESP)",
@@ -79,7 +83,7 @@ export const CASES: BadInput[] = [
     config: withExtra(`images: { bad: { source: "SCRATCH/esp-only.img" } }`),
     prepare: (_p, s) => void makeDisk(path.join(s, "esp-only.img"), "gpt", [{ sizeMiB: 8, type: "uefi", content: { fs: "vfat" } }]),
     taskFails: true,
-    message: [/FAILED\s+\S+:bad/, /esp-only\.img/, /partition/i],
+    message: [/FAILED\s+\S+:bad/, /No partition of \S*esp-only\.img holds an operating system/, /partition=N/],
   },
   {
     name: "VM disk with an empty partition table",
@@ -92,7 +96,7 @@ export const CASES: BadInput[] = [
       execFileSync("sfdisk", ["--quiet", file], { input: "label: gpt\n" });
     },
     taskFails: true,
-    message: [/FAILED\s+\S+:bad/, /empty-table\.img/],
+    message: [/FAILED\s+\S+:bad/, /empty-table\.img/, /empty partition table/],
   },
   {
     name: "unsupported disk format (random bytes)",
@@ -101,7 +105,7 @@ export const CASES: BadInput[] = [
     config: withExtra(`images: { bad: { source: "SCRATCH/garbage.img" } }`),
     prepare: (_p, s) => void fs.writeFileSync(path.join(s, "garbage.img"), Buffer.alloc(2 * 1024 * 1024, 0x5a)),
     taskFails: true,
-    message: [/FAILED\s+\S+:bad/, /garbage\.img/],
+    message: [/FAILED\s+\S+:bad/, /garbage\.img/, /blkid -p/],
   },
   { name: "unknown compression", exit: 2, config: withExtra(`images: { small: { compression: "brotli" } }`), message: [/brotli/, /use one of/] },
 
@@ -115,24 +119,27 @@ export const CASES: BadInput[] = [
   {
     name: "task graph with a cycle",
     exit: 2,
+    checked: true,
     source: userTasks(`task({ id: "a", deps: ["b"], run: () => {} }), task({ id: "b", deps: ["a"], run: () => {} })`),
     message: [/cycle/, /a → b|b → a/],
   },
-  { name: "task depends on an unknown task", exit: 2, source: userTasks(`task({ id: "a", deps: ["squash:smal"], run: () => {} })`), message: [/depends on squash:smal, which is not a task/, /squash:small/] },
+  { name: "task depends on an unknown task", exit: 2, checked: true, source: userTasks(`task({ id: "a", deps: ["squash:smal"], run: () => {} })`), message: [/depends on squash:smal, which is not a task/, /squash:small/] },
   {
     name: "two tasks declare the same output",
     exit: 2,
+    checked: true,
     source: userTasks(`task({ id: "a", outputs: ["/tmp/ltsp-make-dup"], run: () => {} }), task({ id: "b", outputs: ["/tmp/ltsp-make-dup"], run: () => {} })`),
     message: [/both declare the output \/tmp\/ltsp-make-dup/, /one producer/],
   },
   {
     name: "a user task reuses a built-in task id",
     exit: 2,
+    checked: true,
     source: userTasks(`task({ id: "initrd", run: () => {} })`),
     message: [/two tasks are named initrd/, /unique/],
   },
-  { name: "a task with neither run nor render", exit: 2, source: userTasks(`task({ id: "empty" } as never)`), message: [/task empty has neither run\(\) nor render\(\)/] },
-  { name: "a user task with an invalid id", exit: 2, source: userTasks(`task({ id: "bad id", run: () => {} })`), message: [/task id "bad id" is not valid/, /use letters/] },
+  { name: "a task with neither run nor render", exit: 2, checked: true, source: userTasks(`task({ id: "empty" } as never)`), message: [/task empty has neither run\(\) nor render\(\)/] },
+  { name: "a user task with an invalid id", exit: 2, checked: true, source: userTasks(`task({ id: "bad id", run: () => {} })`), message: [/task id "bad id" is not valid/, /use letters/] },
 
   // ---- image names ----
   { name: 'unsafe image name "../evil"', exit: 2, config: withExtra(`images: { "../evil": { source: "BASE/small" } }`), message: [/Invalid image name "\.\.\/evil"/, /may only use letters/] },
@@ -154,7 +161,7 @@ export const CASES: BadInput[] = [
   { name: "unknown target", exit: 2, args: ["squash:smal"], message: [/unknown target squash:smal/, /squash:small/, /ltsp-make graph/] },
   { name: "unknown option", exit: 2, args: ["all", "--frobnicate"], message: [/unknown option '--frobnicate'/] },
   { name: "explain an unknown task", exit: 2, args: ["explain", "kernal:small"], message: [/unknown target kernal:small/, /kernel:small/] },
-  { name: "revert with no older generation", exit: 2, args: ["revert", "small"], message: [/no older generation/] },
+  { name: "revert an image that does not exist", exit: 2, args: ["revert", "ghost"], message: [/ghost/] },
 
   // ---- tools ----
   {
@@ -241,6 +248,9 @@ describe("bad input: exit code, a message with the problem and the fix, nothing 
     const undo = c.prepare?.(prefix, scratch);
     if (c.config !== undefined) prefix.writeConfig(scratchSub(prefix, scratch, c.config));
     if (c.source !== undefined) fs.writeFileSync(prefix.configPath, c.source);
+    if (c.source !== undefined && c.checked) {
+      fs.writeFileSync(path.join(prefix.cache, "typecheck.json"), JSON.stringify({ ok: hashString(`${VERSION}\n${prefix.configPath}\n${c.source}`) }));
+    }
     let result: CliResult;
     try {
       const args = (c.args ?? ["all"]).map((a) => scratchSub(prefix, scratch, a));
@@ -265,7 +275,8 @@ describe("bad input: exit code, a message with the problem and the fix, nothing 
       const stateAfter = JSON.parse(fs.readFileSync(state, "utf8")) as { tasks: Record<string, unknown> };
       const failed = [...output.matchAll(/^FAILED {2}(\S+)/gm)].map((m) => m[1]!);
       for (const [id, record] of Object.entries(stateBefore.tasks)) {
-        if (!failed.includes(id)) expect(stateAfter.tasks[id], `record of ${id}`).toEqual(record);
+        // (cleanup and customize steps are ephemeral: they re-run with the squash they serve)
+        if (!failed.includes(id) && !/^(cleanup|customize-[^:]+):/.test(id)) expect(stateAfter.tasks[id], `record of ${id}`).toEqual(record);
       }
       // Put the good state back for the next case.
       const again = await prefix.cli(["all"]);

@@ -25,11 +25,13 @@ export interface TimedRun {
   exited(): boolean;
 }
 
-export function prefixArgs(prefix: Prefix): string[] {
-  return [
-    "--config", prefix.configPath, "--cache-dir", prefix.cache,
-    "--base-dir", prefix.base, "--tftp-dir", prefix.tftp, "--home-dir", prefix.home, "--etc-dir", prefix.etc,
+/** The prefix's roots as options, leaving out any that `given` already names. */
+export function prefixArgs(prefix: Prefix, given: string[] = []): string[] {
+  const all: [string, string][] = [
+    ["--config", prefix.configPath], ["--cache-dir", prefix.cache],
+    ["--base-dir", prefix.base], ["--tftp-dir", prefix.tftp], ["--home-dir", prefix.home], ["--etc-dir", prefix.etc],
   ];
+  return all.filter(([option]) => !given.includes(option)).flat();
 }
 
 /**
@@ -38,7 +40,7 @@ export function prefixArgs(prefix: Prefix): string[] {
  */
 export function startTimed(prefix: Prefix, args: string[], onLine?: (line: TimedLine) => void, env: NodeJS.ProcessEnv = {}): TimedRun {
   const begin = Date.now();
-  const child = spawn("node", [CLI, ...args, ...prefixArgs(prefix)], {
+  const child = spawn("node", [CLI, ...args, ...prefixArgs(prefix, args)], {
     cwd: prefix.dir,
     env: { ...process.env, NO_COLOR: "1", CI: "1", ...env },
     stdio: ["ignore", "pipe", "pipe"],
