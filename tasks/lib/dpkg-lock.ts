@@ -3,7 +3,7 @@
 // and cannot be taken from Node, so a small python3 helper takes them and stays alive holding
 // them. The helper detaches from the command that starts it once the locks are held, and exits by
 // itself when the process it watches (ours) is gone, so a killed run never leaves the tree locked.
-import { accessSync, constants, existsSync } from "node:fs";
+import { accessSync, constants, existsSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import type { Exec } from "../../src/exec.ts";
 import { stopHelper } from "./helper-process.ts";
@@ -75,7 +75,43 @@ export interface PackageLock {
  * or dpkg hold them. Returns undefined, with a warning, for trees without a writable dpkg lock.
  * `marker` is a string (the caller's work directory) put on the helper's command line.
  */
+/**
+ * Locks this process already holds, by source root: several images built from one source in the
+ * same run share its lock instead of waiting for each other (which would wait forever).
+ */
+const heldHere = new Map<string, { lock: Promise<PackageLock | undefined>; users: number }>();
+
 export async function lockPackageManager(
+  root: string,
+  options: { exec: Exec; log: (message: string) => void; marker: string },
+): Promise<PackageLock | undefined> {
+  const key = realpathSync(root);
+  let shared = heldHere.get(key);
+  if (!shared) {
+    shared = { lock: takeLock(root, options), users: 0 };
+    heldHere.set(key, shared);
+    shared.lock.catch(() => heldHere.delete(key));
+  }
+  shared.users++;
+  const entry = shared;
+  const lock = await entry.lock;
+  if (!lock) return undefined;
+  let released = false;
+  return {
+    pid: lock.pid,
+    paths: lock.paths,
+    async release() {
+      if (released) return;
+      released = true;
+      if (--entry.users === 0) {
+        heldHere.delete(key);
+        await lock.release();
+      }
+    },
+  };
+}
+
+async function takeLock(
   root: string,
   { exec, log, marker }: { exec: Exec; log: (message: string) => void; marker: string },
 ): Promise<PackageLock | undefined> {

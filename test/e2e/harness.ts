@@ -142,9 +142,11 @@ export async function prebuiltImages(): Promise<{ dir: string; fixture: string }
   try {
     // Another case may have built it while this one waited.
     if (fs.existsSync(`${dir}.complete`)) return { dir, fixture };
-    // Older sets (another fixture or ltsp-make version) are no longer used.
+    // Older sets (another fixture or ltsp-make version) are no longer used, unless a run that
+    // started before the code changed may still be copying from them.
     for (const name of fs.readdirSync(cacheRoot)) {
-      if (name.startsWith("e2e-")) fs.rmSync(path.join(cacheRoot, name), { recursive: true, force: true });
+      const old = path.join(cacheRoot, name);
+      if (name.startsWith("e2e-") && Date.now() - fs.statSync(old).mtimeMs > 3_600_000) fs.rmSync(old, { recursive: true, force: true });
     }
     const dirs = { cache: `${dir}/cache`, base: `${dir}/base`, tftp: `${dir}/tftp`, home: `${dir}/home`, etc: `${dir}/etc` };
     for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
