@@ -9,7 +9,8 @@ import { standaloneExec } from "../src/exec.ts";
 import { cleanupImage, defaultCleanup } from "./lib/cleanup.ts";
 import { effectiveExcludes, writeExcludesFile } from "./lib/excludes.ts";
 import { mountSource, sweepStaleWorkDirs, type MountedSource } from "./lib/mount.ts";
-import { imagesDir, isDirectory, type ImagePlan } from "./images.ts";
+import { imagesDir, type ImagePlan } from "./images.ts";
+import { isDirectory } from "./lib/paths.ts";
 import { publishGeneration } from "./generations.ts";
 
 export const DEFAULT_GENERATIONS = 3;

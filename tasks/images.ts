@@ -1,6 +1,6 @@
 // Which images exist: the ones ltspfile.ts names, plus (unless turned off) the chroots, VM disks
 // and exported images found under the base directory, as upstream LTSP finds them.
-import { existsSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { isAbsolute, join } from "node:path";
 import type { Roots } from "../src/types.ts";
 import type { ImageOptions, LtspConfig } from "./config.ts";
@@ -65,10 +65,3 @@ export function planImages(config: LtspConfig, roots: Roots): ImagePlan[] {
   return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-export function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}

@@ -4,10 +4,10 @@
 // (`BASE/NAME.img`, usually a symlink to a raw disk) and exported images (`BASE/images/NAME.img`).
 // A name ends up on kernel command lines (`nfsroot=…/NAME`), in NFS export lines and in paths, none
 // of which can quote, so only a small, safe set of characters is allowed.
-import { lstatSync, readdirSync, statSync } from "node:fs";
-import type { Stats } from "node:fs";
+import { readdirSync } from "node:fs";
 import { machine } from "node:os";
 import { basename, join, resolve } from "node:path";
+import { existsNoFollow, isDirectory, isFile, statOrUndefined } from "./paths.ts";
 
 /**
  * - `chroot`: a directory holding `proc/`;
@@ -82,31 +82,6 @@ export function nameFromPath(path: string, isFile: boolean): string {
   return validateImageName(name, path);
 }
 
-function statOrUndefined(path: string): Stats | undefined {
-  try {
-    return statSync(path);
-  } catch {
-    return undefined;
-  }
-}
-
-function existsAtAll(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isDirectory(path: string): boolean {
-  return statOrUndefined(path)?.isDirectory() ?? false;
-}
-
-function isFile(path: string): boolean {
-  return statOrUndefined(path)?.isFile() ?? false;
-}
-
 /** What kind of source an existing path is (see SourceKind). */
 function kindOfPath(path: string, baseDir: string): SourceKind {
   const stats = statOrUndefined(path);
@@ -146,9 +121,9 @@ export function resolveSourcePath(target: string, baseDir: string, cwd: string =
   if (isFile(vmDisk)) return { name: validateImageName(target), path: vmDisk, kind: "vm-disk" };
   const image = join(baseDir, "images", `${target}.img`);
   if (isFile(image)) return { name: validateImageName(target), path: image, kind: "image" };
-  if (existsAtAll(chroot)) return fromPath(target, chroot, baseDir);
+  if (existsNoFollow(chroot)) return fromPath(target, chroot, baseDir);
   const local = resolve(cwd, target);
-  if (existsAtAll(local)) return fromPath(target, local, baseDir);
+  if (existsNoFollow(local)) return fromPath(target, local, baseDir);
   throw new Error(
     `Image ${JSON.stringify(target)} does not exist. Looked for a chroot ${chroot}/proc, a VM disk ${vmDisk}, ` +
       `an exported image ${image}, then ${chroot} and ${local}. Create one of them, or give a path.`,

@@ -1,7 +1,6 @@
 // The add-on initrd ltsp.img: LTSP's client code, the hook that makes initramfs-tools run it, and
 // the server's /etc/ltsp, users, groups, ssh host keys and epoptes certificate, as an uncompressed
 // newc cpio that the boot loader loads next to the distribution's own initrd.
-import { lstatSync, statSync } from "node:fs";
 import type { Stats } from "node:fs";
 import { lstat, readdir, readFile, readlink, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -9,6 +8,7 @@ import type { Exec } from "../../src/exec.ts";
 import type { InputSpec } from "../../src/types.ts";
 import { writeCpioArchive } from "./cpio.ts";
 import type { CpioEntry, CpioWriteResult } from "./cpio.ts";
+import { existsNoFollow, isDirectory } from "./paths.ts";
 
 export interface LtspImgOptions {
   /** Where Debian's `ltsp` package installs the LTSP code (default `/usr/share/ltsp`). */
@@ -56,26 +56,9 @@ function resolve(opts: LtspImgOptions): ResolvedOptions {
   };
 }
 
-function isDirectorySync(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function existsNoFollowSync(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A directory as a tree input; when it is missing, the path itself, so creating it makes the task stale. */
 function treeOrMissing(path: string): InputSpec {
-  return isDirectorySync(path) ? { tree: path } : { file: path };
+  return isDirectory(path) ? { tree: path } : { file: path };
 }
 
 /**
@@ -86,7 +69,7 @@ function treeOrMissing(path: string): InputSpec {
 export function ltspImgInputs(opts: LtspImgOptions = {}): InputSpec[] {
   const o = resolve(opts);
   const etcLtsp = join(o.etcDir, "ltsp");
-  const provided = (name: string) => isDirectorySync(etcLtsp) && existsNoFollowSync(join(etcLtsp, name));
+  const provided = (name: string) => isDirectory(etcLtsp) && existsNoFollow(join(etcLtsp, name));
   const inputs: InputSpec[] = [
     treeOrMissing(join(o.shareDir, "client")),
     treeOrMissing(join(o.shareDir, "common")),
