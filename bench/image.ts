@@ -1,13 +1,16 @@
 // Image builds on a real chroot, in a temp prefix:
 //  (a) ltsp-make's first build (default compression) against bare mksquashfs with the same
 //      arguments on the same source, page cache dropped before each run, and again with the
-//      source already in the page cache; with where ltsp-make's time goes;
+//      source already in the page cache; likewise a rebuild after a change in the source (the
+//      state of the previous build kept); and where ltsp-make's time goes;
 //  (b) ltsp-make's first build with upstream's compression (gzip) against the default;
 //  (c) a no-op `ltsp-make` (all targets) after the build;
 //  (d) upstream `ltsp image` on the same chroot, when it runs here.
+// Everything runs on a private copy of the chroot, so its dpkg lock is ours alone.
 // BENCH_CHROOT=DIR (default: test/fixtures/debian-chroot.sh), BENCH_ROUNDS (default 3: runs of
 // each side of (a)), BENCH_NOOP_RUNS (default 5), BENCH_UPSTREAM=0 skips (d), BENCH_GZIP=0 skips (b).
 import { copyFileSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { execa } from "execa";
@@ -98,7 +101,7 @@ interface Line {
   text: string;
 }
 
-interface FirstBuild extends Measured {
+interface LtspBuild extends Measured {
   lines: Line[];
   /** The mksquashfs command ltsp-make ran, as logged. */
   squashCommand: string[];
@@ -107,12 +110,13 @@ interface FirstBuild extends Measured {
   waited: boolean;
 }
 
-async function ltspFirstBuild(prefix: Prefix): Promise<FirstBuild> {
-  resetPrefix(prefix);
+/** A build of the image group; a first build unless `keepState`. */
+async function ltspBuild(prefix: Prefix, keepState = false): Promise<LtspBuild> {
+  if (!keepState) resetPrefix(prefix);
   const lines: Line[] = [];
   const m = await measure(cliCommand(prefix, ["-v", `image:${IMAGE}`]), { onLine: (text, atMs) => lines.push({ atMs, text }) });
   const logged = lines.find((l) => /\] \$ .*\bmksquashfs /.test(l.text));
-  if (!logged) throw new Error(`ltsp-make did not log a mksquashfs command:\n${m.stdout}`);
+  if (!logged) throw new Error(`ltsp-make did not squash the image:\n${m.stdout}`);
   const squashCommand = logged.text.slice(logged.text.indexOf("$ ") + 2).trim().split(/\s+/);
   const waited = lines.some((l) => /\] Waiting for /.test(l.text));
   return { ...m, lines, squashCommand, imageBytes: statSync(prefix.image).size, waited };
@@ -129,8 +133,8 @@ function bareCommand(logged: string[], source: string, output: string, excludesF
   return [...logged.slice(0, i), "mksquashfs", source, output, ...rest];
 }
 
-/** Where the time of a first build went, from the timestamps of its `-v` lines. */
-function phasesOf(build: FirstBuild): Record<string, number> {
+/** Where the time of a build went, from the timestamps of its `-v` lines. */
+function phasesOf(build: LtspBuild): Record<string, number> {
   const at = (re: RegExp, from = 0): number => {
     const found = build.lines.slice(from).find((l) => re.test(l.text));
     if (!found) throw new Error(`no line matching ${re} in the ltsp-make output`);
@@ -143,7 +147,7 @@ function phasesOf(build: FirstBuild): Record<string, number> {
   const mksquashfs = at(/\] \$ .*\bmksquashfs /);
   const published = at(new RegExp(`^\\s+\\[squash:${IMAGE}\\] (published|identical)`));
   const squashDone = at(new RegExp(`^done\\s+squash:${IMAGE}`));
-  const kernelDone = at(new RegExp(`^done\\s+kernel:${IMAGE}`));
+  const kernelDone = build.lines.find((l) => new RegExp(`^done\\s+kernel:${IMAGE}`).test(l.text))?.atMs ?? squashDone;
   return {
     "start-up, config (type-checked on a first run), plan (source fingerprint)": firstStart,
     "overlay mount + dpkg lock": cleanupFirst - cleanupStart,
@@ -157,7 +161,9 @@ function phasesOf(build: FirstBuild): Record<string, number> {
 }
 
 interface Side {
-  ltsp: FirstBuild[];
+  ltsp: LtspBuild[];
+  /** Rebuilds after a change in the source, with the state of the previous build kept. */
+  rebuild: LtspBuild[];
   bare: Measured[];
   overlay: Measured[];
 }
@@ -170,8 +176,8 @@ export interface ImageReport {
   ltspImageBytes: number;
   fingerprint: Record<Cache, { ms: number; files: number; bytes: number }>;
   plans: Record<Cache, { full: Measured[]; typeChecked: Measured[] }>;
-  gzip?: FirstBuild;
-  noop: { ms: number[]; ran: number[]; allBuild: Measured };
+  gzip?: LtspBuild;
+  noop: { ms: number[]; cpuMs: number[]; ran: number[]; allBuild: Measured };
   upstream: { ok: true; run: Measured; imageBytes: number } | { ok: false; reason: string };
   loadBefore: string;
   loadAfter: string;
@@ -276,18 +282,25 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
     const excludesFile = join(bareDir, "image.excludes");
     await writeExcludesFile(excludesFile, effectiveExcludes());
 
-    const first: Record<Cache, Side> = { cold: { ltsp: [], bare: [], overlay: [] }, warm: { ltsp: [], bare: [], overlay: [] } };
+    const first: Record<Cache, Side> = { cold: { ltsp: [], rebuild: [], bare: [], overlay: [] }, warm: { ltsp: [], rebuild: [], bare: [], overlay: [] } };
     let logged: string[] | undefined;
     let bareImageBytes = 0;
+    let changes = 0;
     for (const cache of ["cold", "warm"] as const) {
       const side = first[cache];
       for (let round = 0; round < rounds; round++) {
         // Alternate the order, so neither side always runs right after the other.
-        const order = round % 2 === 0 ? (["ltsp", "bare", "overlay"] as const) : (["overlay", "bare", "ltsp"] as const);
-        for (const who of logged ? order : (["ltsp", "bare", "overlay"] as const)) {
+        const order = round % 2 === 0 ? (["ltsp", "rebuild", "bare", "overlay"] as const) : (["overlay", "bare", "ltsp", "rebuild"] as const);
+        for (const who of logged ? order : (["ltsp", "rebuild", "bare", "overlay"] as const)) {
+          // A change of its own size each time, so the new image never has the size of the last one.
+          if (who === "rebuild") writeFileSync(join(chroot, "etc", "ltsp-make-bench-change"), randomBytes(4096 * ++changes + 17));
           await prepareCache(cache, chroot);
-          if (who === "ltsp") {
-            const build = await ltspFirstBuild(zstd);
+          if (who === "rebuild") {
+            const build = await ltspBuild(zstd, true);
+            side.rebuild.push(build);
+            log(`${cache} ${round + 1}/${rounds}: ltsp-make rebuild after a source change ${fmtS(build.wallMs)} (CPU ${fmtS(build.cpuMs)})`);
+          } else if (who === "ltsp") {
+            const build = await ltspBuild(zstd);
             logged = build.squashCommand;
             side.ltsp.push(build);
             log(`${cache} ${round + 1}/${rounds}: ltsp-make first build ${fmtS(build.wallMs)} (CPU ${fmtS(build.cpuMs)}), load ${loadLine()}`);
@@ -326,22 +339,23 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
     const allBuild = await measure(cliCommand(zstd, ["-q"]));
     log(`all targets after the image: ${fmtS(allBuild.wallMs)}`);
     await sleep(1500); // past the racy-timestamp window, so no stamp is distrusted
-    const noop = { ms: [] as number[], ran: [] as number[], allBuild };
+    const noop = { ms: [] as number[], cpuMs: [] as number[], ran: [] as number[], allBuild };
     for (let i = 0; i < noopRuns; i++) {
       const m = await measure(cliCommand(zstd, []));
       const ran = /(\d+) run,/.exec(m.stdout);
       noop.ms.push(m.wallMs);
+      noop.cpuMs.push(m.cpuMs);
       noop.ran.push(ran ? Number(ran[1]) : -1);
       log(`no-op ${i + 1}/${noopRuns}: ${fmtS(m.wallMs)} (${ran ? ran[0] : "no summary line"})`);
     }
 
     // (b) upstream's compression, through ltsp-make.
-    let gzip: FirstBuild | undefined;
+    let gzip: LtspBuild | undefined;
     if (process.env.BENCH_GZIP !== "0") {
       const prefix = makePrefix(scratch.path, "gzip", chroot, "gzip");
       await prepareCache("cold", chroot);
       log("ltsp-make first build with compression gzip, page cache dropped ...");
-      gzip = await ltspFirstBuild(prefix);
+      gzip = await ltspBuild(prefix);
       log(`gzip first build ${fmtS(gzip.wallMs)} (CPU ${fmtS(gzip.cpuMs)})`);
       rmSync(prefix.root, { recursive: true, force: true });
     }
@@ -366,7 +380,7 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
   const warm = r.first.warm;
   write("");
   write(`Machine: ${machineLine()}; ${r.versions.join("; ")}. Load average before/after: ${r.loadBefore} → ${r.loadAfter}.`);
-  write(`Source: ${r.chroot}; prefix, images and bare output under ${tmpdir()}. Times are wall clock; CPU is user + system of all processes.`);
+  write(`Source: ${r.chroot}; prefix, images and bare output under ${tmpdir()}. Times are wall clock; CPU is user + system of all processes (wall clock depends on other load on the machine, CPU time hardly).`);
   write("");
   write("| measure | ltsp-make | reference | ratio | goal |");
   write("| --- | ---: | ---: | ---: | --- |");
@@ -377,9 +391,21 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
     const l = med(side.ltsp);
     const b = med(side.bare);
     const ratio = l / b;
+    const cpuRatio = med(side.ltsp, (m) => m.cpuMs) / med(side.bare, (m) => m.cpuMs);
     write(
       `| (a) first build, default compression, ${label} (median of ${r.rounds}) | ${fmtS(l)} (CPU ${fmtS(med(side.ltsp, (m) => m.cpuMs))}) | ` +
-        `bare mksquashfs ${fmtS(b)} (CPU ${fmtS(med(side.bare, (m) => m.cpuMs))}) | ${fmtRatio(ratio)} (CPU ${fmtRatio(med(side.ltsp, (m) => m.cpuMs) / med(side.bare, (m) => m.cpuMs))}) | ≤ 1.03× ${mark(ratio <= 1.03)} |`,
+        `bare mksquashfs ${fmtS(b)} (CPU ${fmtS(med(side.bare, (m) => m.cpuMs))}) | ${fmtRatio(ratio)} (CPU ${fmtRatio(cpuRatio)}) | ≤ 1.03× ${mark(ratio <= 1.03)} (CPU ${mark(cpuRatio <= 1.03)}) |`,
+    );
+  }
+  for (const [side, label] of [
+    [cold, "page cache dropped"],
+    [warm, "source in the page cache"],
+  ] as const) {
+    const l = med(side.rebuild);
+    const b = med(side.bare);
+    write(
+      `| (a) rebuild after a change in the source (state kept), ${label} (median of ${r.rounds}) | ${fmtS(l)} (CPU ${fmtS(med(side.rebuild, (m) => m.cpuMs))}) | ` +
+        `bare mksquashfs ${fmtS(b)} | ${fmtRatio(l / b)} (CPU ${fmtRatio(med(side.rebuild, (m) => m.cpuMs) / med(side.bare, (m) => m.cpuMs))}) | |`,
     );
   }
   write(
@@ -389,16 +415,17 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
   if (r.gzip) {
     const z = med(cold.ltsp);
     const speedup = r.gzip.wallMs / z;
+    const cpuSpeedup = r.gzip.cpuMs / med(cold.ltsp, (m) => m.cpuMs);
     write(
       `| (b) first build, default (zstd:3) vs upstream's gzip, page cache dropped | ${fmtS(z)} (CPU ${fmtS(med(cold.ltsp, (m) => m.cpuMs))}) | ` +
-        `gzip ${fmtS(r.gzip.wallMs)} (CPU ${fmtS(r.gzip.cpuMs)}) | ${fmtTimes(speedup)} faster (CPU ${fmtTimes(r.gzip.cpuMs / med(cold.ltsp, (m) => m.cpuMs))}) | ≥ 15× ${mark(speedup >= 15)} |`,
+        `gzip ${fmtS(r.gzip.wallMs)} (CPU ${fmtS(r.gzip.cpuMs)}) | ${fmtTimes(speedup)} faster (CPU ${fmtTimes(cpuSpeedup)}) | ≥ 15× ${mark(speedup >= 15)} (CPU ${mark(cpuSpeedup >= 15)}) |`,
     );
     write(`| (b) image size, zstd:3 vs gzip | ${fmtMB(r.ltspImageBytes)} | ${fmtMB(r.gzip.imageBytes)} | ${fmtRatio(r.ltspImageBytes / r.gzip.imageBytes)} | |`);
   }
   const noop = median(r.noop.ms);
   const allFresh = r.noop.ran.every((n) => n === 0);
   write(
-    `| (c) no-op \`ltsp-make\` (all targets), median of ${r.noop.ms.length} | ${fmtS(noop)}${allFresh ? "" : ` (⚠ tasks ran: ${r.noop.ran.join(", ")})`} | | | ≤ 0.5 s ${mark(noop <= 500 && allFresh)} |`,
+    `| (c) no-op \`ltsp-make\` (all targets), median of ${r.noop.ms.length} | ${fmtS(noop)} (CPU ${fmtS(median(r.noop.cpuMs))})${allFresh ? "" : ` (⚠ tasks ran: ${r.noop.ran.join(", ")})`} | | | ≤ 0.5 s ${mark(noop <= 500 && allFresh)} |`,
   );
   if (r.upstream.ok) {
     const u = r.upstream.run;
@@ -416,32 +443,32 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
   } else {
     write(`| (d) upstream \`ltsp image\` | | skipped: ${r.upstream.reason.replace(/\|/g, "\\|")} | | |`);
   }
-  const waits = [...cold.ltsp, ...warm.ltsp, ...(r.gzip ? [r.gzip] : [])].filter((b) => b.waited).length;
+  const waits = [...cold.ltsp, ...warm.ltsp, ...cold.rebuild, ...warm.rebuild, ...(r.gzip ? [r.gzip] : [])].filter((b) => b.waited).length;
   if (waits) write(`\n⚠ ${waits} ltsp-make build(s) waited for the source's dpkg lock (apt or dpkg running in it): their times include the wait.`);
   write("");
-  write(`Where a first build's time goes (median of ${r.rounds}, from the timestamps of \`ltsp-make -v\`):`);
+  write(`Where a build's time goes (median of ${r.rounds}, from the timestamps of \`ltsp-make -v\`):`);
   write("");
-  write("| phase | page cache dropped | source in the page cache |");
-  write("| --- | ---: | ---: |");
-  const phases = { cold: cold.ltsp.map(phasesOf), warm: warm.ltsp.map(phasesOf) };
-  for (const name of Object.keys(phases.cold[0] ?? {})) {
-    write(`| ${name} | ${fmtS(median(phases.cold.map((p) => p[name]!)))} | ${fmtS(median(phases.warm.map((p) => p[name]!)))} |`);
+  write("| phase | first build, page cache dropped | first build, source in the page cache | rebuild, page cache dropped | rebuild, source in the page cache |");
+  write("| --- | ---: | ---: | ---: | ---: |");
+  const columns = [cold.ltsp, warm.ltsp, cold.rebuild, warm.rebuild].map((builds) => builds.map(phasesOf));
+  for (const name of Object.keys(columns[0]?.[0] ?? {})) {
+    write(`| ${name} | ${columns.map((c) => fmtS(median(c.map((p) => p[name]!)))).join(" | ")} |`);
   }
-  write(`| **ltsp-make first build, total** | ${fmtS(med(cold.ltsp))} | ${fmtS(med(warm.ltsp))} |`);
-  write(`| bare mksquashfs on the chroot directory | ${fmtS(med(cold.bare))} | ${fmtS(med(warm.bare))} |`);
-  write(`| bare mksquashfs on an overlay of the chroot (tmpfs upper) | ${fmtS(med(cold.overlay))} | ${fmtS(med(warm.overlay))} |`);
+  write(`| **ltsp-make build, total** | ${[cold.ltsp, warm.ltsp, cold.rebuild, warm.rebuild].map((b) => fmtS(med(b))).join(" | ")} |`);
+  write(`| bare mksquashfs on the chroot directory | ${fmtS(med(cold.bare))} | ${fmtS(med(warm.bare))} | | |`);
+  write(`| bare mksquashfs on an overlay of the chroot (tmpfs upper) | ${fmtS(med(cold.overlay))} | ${fmtS(med(warm.overlay))} | | |`);
   const p = r.plans;
   write(
-    `| \`ltsp-make plan\` with no recorded state: start-up + config type check + source fingerprint | ${fmtS(med(p.cold.full))} | ${fmtS(med(p.warm.full))} |`,
+    `| \`ltsp-make plan\` with no recorded state: start-up + config type check + source fingerprint | ${fmtS(med(p.cold.full))} | ${fmtS(med(p.warm.full))} | | |`,
   );
   write(
-    `| the same with the config's type check already recorded: start-up + source fingerprint | ${fmtS(med(p.cold.typeChecked))} | ${fmtS(med(p.warm.typeChecked))} |`,
+    `| the same with the config's type check already recorded: start-up + source fingerprint | ${fmtS(med(p.cold.typeChecked))} | ${fmtS(med(p.warm.typeChecked))} | | |`,
   );
   const f = r.fingerprint;
   write(
-    `| source fingerprint alone, empty stamp cache (${f.cold.files} files, ${fmtMB(f.cold.bytes)} hashed; one run) | ${fmtS(f.cold.ms)} | ${fmtS(f.warm.ms)} |`,
+    `| source fingerprint alone, empty stamp cache (${f.cold.files} files, ${fmtMB(f.cold.bytes)} hashed; one run) | ${fmtS(f.cold.ms)} | ${fmtS(f.warm.ms)} | | |`,
   );
-  write(`| no-op start-up + plan, stamps known (from (c)) | ${fmtS(noop)} | ${fmtS(noop)} |`);
+  write(`| no-op: start-up + plan, stamps known (from (c)) | | ${fmtS(noop)} | | ${fmtS(noop)} |`);
 }
 
 if (isMain(import.meta.url)) {
