@@ -245,7 +245,10 @@ async function runUpstream(scratch: string, chroot: string, log: (line: string) 
   await prepareCache("cold", chroot);
   log("upstream: ltsp image (gzip, chains ltsp kernel), page cache dropped ...");
   try {
-    const run = await measure([ltsp, `--base-dir=${base}`, `--tftp-dir=${tftp}`, `--home-dir=${home}`, "image", chroot]);
+    // The roots also go in the environment: `ltsp image` re-runs itself as `ltsp kernel` without
+    // its command-line options, which would otherwise write to the real /srv/tftp.
+    const roots = [`BASE_DIR=${base}`, `TFTP_DIR=${tftp}`, `HOME_DIR=${home}`];
+    const run = await measure(["env", ...roots, ltsp, `--base-dir=${base}`, `--tftp-dir=${tftp}`, `--home-dir=${home}`, "image", chroot]);
     const image = join(base, "images", `${basename(chroot)}.img`);
     if (!existsSync(image)) return { ok: false, reason: `\`ltsp image\` exited 0 but wrote no ${image}` };
     return { ok: true, run, imageBytes: statSync(image).size };
