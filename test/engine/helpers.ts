@@ -9,6 +9,7 @@ import { execa, type ResultPromise } from "execa";
 import { afterEach } from "vitest";
 import { VERSION } from "../../src/config.ts";
 import { hashString, initHash } from "../../src/hash.ts";
+import { killChildren } from "../support.ts";
 
 await initHash();
 
@@ -167,16 +168,7 @@ export class TestProject {
   }
 
   async dispose(): Promise<void> {
-    for (const child of this.children) {
-      if (child.exitCode === null && child.pid) {
-        try {
-          process.kill(child.pid, "SIGKILL");
-        } catch {
-          // gone already
-        }
-      }
-      await child.catch(() => undefined);
-    }
+    await killChildren(this.children);
     for (const mountPoint of mountsUnder(this.dir)) execFileSync("umount", ["-l", mountPoint]);
     fs.rmSync(this.dir, { recursive: true, force: true });
   }

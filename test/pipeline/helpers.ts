@@ -10,6 +10,7 @@ import { execa, type ResultPromise } from "execa";
 import { afterEach, beforeEach, expect } from "vitest";
 import { VERSION } from "../../src/config.ts";
 import { hashString, initHash } from "../../src/hash.ts";
+import { killChildren } from "../support.ts";
 
 await initHash();
 
@@ -256,16 +257,7 @@ export class Prefix {
 
   /** Kills CLI processes this prefix started that still run (by PID) and waits for them. */
   async stopChildren(): Promise<void> {
-    for (const child of this.children) {
-      if (child.exitCode === null && child.pid) {
-        try {
-          process.kill(child.pid, "SIGKILL");
-        } catch {
-          // gone already
-        }
-      }
-      await child.catch(() => undefined);
-    }
+    await killChildren(this.children);
   }
 }
 
