@@ -39,7 +39,6 @@ interface ResourceSlot {
   /** Plan-stale tasks using it that have not ended yet. */
   users: number;
   value?: Promise<unknown>;
-  up: boolean;
   workDir: string;
 }
 
@@ -94,7 +93,7 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
   for (const id of plan.order) {
     if (plan.verdicts.get(id)!.status !== "stale") continue;
     for (const use of graph.tasks.get(id)!.uses ?? []) {
-      const slot = slots.get(use) ?? { users: 0, up: false, workDir: join(options.workRoot, `resource-${safeName(use)}`) };
+      const slot = slots.get(use) ?? { users: 0, workDir: join(options.workRoot, `resource-${safeName(use)}`) };
       slot.users++;
       slots.set(use, slot);
     }
@@ -120,10 +119,7 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     if (!slot.value) {
       const def = graph.resources.get(resourceId)!;
       mkdirSync(slot.workDir, { recursive: true });
-      slot.value = def.setup(resourceContext(resourceId, slot.workDir, signal)).then((value) => {
-        slot.up = true;
-        return value;
-      });
+      slot.value = def.setup(resourceContext(resourceId, slot.workDir, signal));
     }
     return slot.value;
   };
@@ -143,7 +139,6 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     const quiet = new AbortController().signal;
     try {
       await graph.resources.get(resourceId)!.teardown(value, resourceContext(resourceId, slot.workDir, quiet));
-      slot.up = false;
       tidy(slot.workDir, reporter);
     } catch (error) {
       reporter.note(`tear-down of ${resourceId} failed: ${(error as Error).message}`);

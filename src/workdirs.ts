@@ -48,14 +48,12 @@ export function mountsBelow(dir: string): string[] {
   return found.sort((a, b) => b.length - a.length);
 }
 
-export class MountedError extends Error {}
-
 /** Remove a work directory, unless something is still mounted inside it. */
 export function removeWorkDir(dir: string): void {
   if (!existsSync(dir)) return;
   const mounted = mountsBelow(dir);
   if (mounted.length) {
-    throw new MountedError(`not removing ${dir}: still mounted inside it: ${mounted.join(", ")}`);
+    throw new Error(`not removing ${dir}: still mounted inside it: ${mounted.join(", ")}`);
   }
   rmSync(dir, { recursive: true, force: true });
 }

@@ -146,11 +146,3 @@ export function revertGeneration(stable: string): string {
   return previous;
 }
 
-export function readLinkTarget(path: string): string | undefined {
-  try {
-    return readlinkSync(path);
-  } catch {
-    return undefined;
-  }
-}
-

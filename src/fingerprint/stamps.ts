@@ -63,11 +63,6 @@ export class StampCache {
     return h;
   }
 
-  /** Recorded hash for a stamp, without reading the file (undefined if unknown or racy). */
-  peek(path: string, st: Stats): string | undefined {
-    return trustedHash(this.entries[path], stampOf(st));
-  }
-
   /** Entries to keep: used in the last `keepGenerations` runs that saved state. */
   toJSON(keepGenerations = 10): Record<string, StampEntry> {
     const out: Record<string, StampEntry> = {};
