@@ -9,7 +9,7 @@ import { CancelledError, createExec } from "./exec.ts";
 import { hashString } from "./hash.ts";
 import { RACY_WINDOW_MS } from "./fingerprint/stamps.ts";
 import { criticalPath } from "./graph.ts";
-import { keyHash } from "./key.ts";
+import { keyHash, type KeyDoc } from "./key.ts";
 import { observeOutput, outputHashOf, verifyOutputs } from "./outputs.ts";
 import { computeKey, recordedUpstream, renderTask, type Plan, type PlanContext, type RenderedFile } from "./plan.ts";
 import type { Reporter, RunSummary, TaskOutcome } from "./report/reporter.ts";
@@ -193,6 +193,25 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     return results.get(dep)?.outputHash ?? state.record(dep)?.outputHash ?? "pending";
   };
 
+  // The key a stale task runs with. The plan's is still current unless an upstream task was
+  // stale then (its output hash was not known): only then are inputs fingerprinted again.
+  const currentKeys = new Map<string, Promise<{ key: KeyDoc; rendered?: RenderedFile[] }>>();
+  const currentKey = (id: string): Promise<{ key: KeyDoc; rendered?: RenderedFile[] }> => {
+    let pending = currentKeys.get(id);
+    if (!pending) {
+      const task = graph.tasks.get(id)!;
+      const verdict = plan.verdicts.get(id)!;
+      pending = Object.values(verdict.key.deps).includes("pending")
+        ? (async () => {
+            const rendered = task.render ? await renderTask(task, upstreamOf) : undefined;
+            return { key: (await computeKey(task, depHashNow, ctx, rendered)).key, rendered };
+          })()
+        : Promise.resolve({ key: verdict.key, rendered: verdict.rendered });
+      currentKeys.set(id, pending);
+    }
+    return pending;
+  };
+
   const onReady = async (id: string): Promise<void> => {
     const task = graph.tasks.get(id)!;
     const verdict = plan.verdicts.get(id)!;
@@ -214,7 +233,7 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
 
     // Stale only because upstream tasks ran: if their outputs came out unchanged, skip (early cutoff).
     if (verdict.conditional && record && !task.ephemeral) {
-      const { key } = await computeKey(task, depHashNow, ctx, task.render ? await renderTask(task, upstreamOf) : undefined);
+      const { key } = await currentKey(id);
       if (keyHash(key) === record.keyHash && verifyOutputs(record, ctx.stamps).length === 0) {
         return finish(id, { outcome: "cutoff", outputHash: record.outputHash, upstream: recordedUpstream(state, id) }, 0);
       }
@@ -274,10 +293,9 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
         throw new Error(`needs ${verdict.missingTools.join(", ")}, not found on PATH: install ${verdict.missingTools.length > 1 ? "them" : "it"} and run again`);
       }
       for (const use of task.uses ?? []) resources.set(use, await acquire(use, runSignal));
-      // Inputs are fingerprinted now, before the task reads them: a change made while it runs
-      // shows up as a stale key next time.
-      const rendered = task.render ? await renderTask(task, upstreamOf) : undefined;
-      const { key } = await computeKey(task, depHashNow, ctx, rendered);
+      // Inputs were fingerprinted before the task reads them: a change made while it runs shows up
+      // as a stale key next time.
+      let { key, rendered } = await currentKey(id);
       state.markStarted(id);
       mkdirSync(workDir, { recursive: true });
       const context = taskContext(id, workDir, runSignal, log, resources, upstreamOf, reporter);
@@ -295,7 +313,7 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
         outputs[path] = observed;
       }
       // What the task changed outside this machine is recorded as it is now, after the run.
-      if (task.probe) key.inputs.probe = await task.probe();
+      if (task.probe) key = { ...key, inputs: { ...key.inputs, probe: await task.probe() } };
       const hash = keyHash(key);
       const outputHash = task.ephemeral ? hash : outputHashOf(hash, outputs, value);
       const record: TaskRecord = { keyHash: hash, outputs, outputHash, finishedAt: new Date().toISOString() };
