@@ -1,5 +1,5 @@
 // The command line: parse, load the config, build the graph, then plan, run, explain or draw it.
-import { accessSync, constants, mkdirSync } from "node:fs";
+import { accessSync, constants, mkdirSync, rmSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { Command, Option } from "commander";
@@ -317,7 +317,6 @@ async function clean(targets: string[], options: CommonOptions & { outputs?: boo
   lock.acquire(["ltsp-make", ...process.argv.slice(2)].join(" "));
   try {
     const selected = targets.length ? selectTargets(graph, targets) : new Set(graph.tasks.keys());
-    const { rmSync } = await import("node:fs");
     let forgotten = 0;
     for (const id of graph.order) {
       if (!selected.has(id)) continue;

@@ -1,7 +1,7 @@
 // `ltsp image` as task nodes: a scoped overlay mount of the source, cleanup and the user's own
 // steps on it, then mksquashfs into a new image generation. The source is never modified, and an
 // unchanged source (outside the exclude list) is never squashed again.
-import { mkdirSync, chmodSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { InputSpec, ResourceDef, Roots, Sweeper, TaskDef } from "../src/types.ts";
 import { removeStaleTemps, tempPathFor } from "../src/atomic.ts";
@@ -148,7 +148,6 @@ export function imageTasks(image: ImagePlan, roots: Roots): { tasks: TaskDef[]; 
         ctx.log(published.unchanged ? `identical to the current image; kept ${published.generation}` : `published ${published.generation}`);
         for (const removed of published.removed) ctx.log(`removed old generation ${removed}`);
       } finally {
-        const { rmSync } = await import("node:fs");
         rmSync(temp, { force: true });
       }
     },

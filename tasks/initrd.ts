@@ -1,7 +1,7 @@
 // `ltsp initrd` as a task: ltsp.img from exactly the files it contains, so adding a user on the
 // server rebuilds ltsp.img and nothing else.
 import { join } from "node:path";
-import { rmSync } from "node:fs";
+import { mkdirSync, renameSync, rmSync } from "node:fs";
 import { removeStaleTemps, tempPathFor } from "../src/atomic.ts";
 import type { Roots, TaskDef } from "../src/types.ts";
 import type { LtspConfig } from "./config.ts";
@@ -21,7 +21,6 @@ export function initrdTask(config: LtspConfig, roots: Roots): TaskDef {
     params: { ...options } as never,
     outputs: [output],
     run: async (ctx) => {
-      const { mkdirSync, renameSync } = await import("node:fs");
       mkdirSync(join(roots.tftpDir, "ltsp"), { recursive: true });
       removeStaleTemps(output);
       const temp = tempPathFor(output);
