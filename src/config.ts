@@ -30,7 +30,25 @@ export interface LoadedConfig<T> {
 
 const MAX_TYPE_ERRORS = 10;
 
-async function typeCheck(path: string): Promise<string[]> {
+function contentHash(file: string): string {
+  try {
+    return hashString(readFileSync(file, "utf8"));
+  } catch {
+    return "missing";
+  }
+}
+
+/** Files of the package itself: checked when it is built, not with every config. */
+const ENGINE_DIRS = ["src", "tasks", "dist", "node_modules"].map((dir) => join(PACKAGE_ROOT, dir) + "/");
+
+interface TypeCheckResult {
+  errors: string[];
+  /** Content hashes of the user's own files the config imports (besides the config itself). */
+  imports: Record<string, string>;
+}
+
+/** Type-check the config and the user's files it imports; the engine's own types are trusted. */
+async function typeCheck(path: string): Promise<TypeCheckResult> {
   const ts = (await import("typescript")).default;
   const options: import("typescript").CompilerOptions = {
     target: ts.ScriptTarget.ES2022,
@@ -46,13 +64,32 @@ async function typeCheck(path: string): Promise<string[]> {
     paths: { "ltsp-make": [join(PACKAGE_ROOT, "src", "index.ts")] },
   };
   const program = ts.createProgram([path], options);
-  const diagnostics = ts.getPreEmitDiagnostics(program).filter((d) => d.file?.fileName === path || !d.file);
-  return diagnostics.map((d) => {
+  const own = program
+    .getSourceFiles()
+    .filter((f) => f.fileName === path || (!program.isSourceFileDefaultLibrary(f) && !ENGINE_DIRS.some((dir) => f.fileName.startsWith(dir))));
+  const diagnostics = [
+    ...program.getOptionsDiagnostics(),
+    ...program.getGlobalDiagnostics(),
+    ...own.flatMap((f) => [...program.getSyntacticDiagnostics(f), ...program.getSemanticDiagnostics(f)]),
+  ];
+  const errors = diagnostics.map((d) => {
     const message = ts.flattenDiagnosticMessageText(d.messageText, "\n");
     if (!d.file || d.start === undefined) return message;
     const { line, character } = d.file.getLineAndCharacterOfPosition(d.start);
     return `${d.file.fileName}:${line + 1}:${character + 1}: ${message}`;
   });
+  const imports = own.map((f) => f.fileName).filter((f) => f !== path);
+  return { errors, imports: Object.fromEntries(imports.map((file) => [file, contentHash(file)])) };
+}
+
+/** What typecheck.json holds: the config's stamp and the content hash of each file it imports. */
+interface TypeCheckRecord {
+  ok?: string;
+  imports?: Record<string, string>;
+}
+
+function stillChecked(record: TypeCheckRecord, stamp: string): boolean {
+  return record.ok === stamp && Object.entries(record.imports ?? {}).every(([file, hash]) => contentHash(file) === hash);
 }
 
 function locate(error: unknown, path: string): string {
@@ -74,25 +111,28 @@ export async function loadConfigFile<T>(file: string, required: boolean, stateDi
   const source = readFileSync(path, "utf8");
   const stamp = hashString(`${VERSION}\n${path}\n${source}`);
   const cachePath = join(stateDir, "typecheck.json");
-  let cached: string | undefined;
+  let cached: TypeCheckRecord;
   try {
-    cached = (JSON.parse(readFileSync(cachePath, "utf8")) as { ok?: string }).ok;
+    cached = JSON.parse(readFileSync(cachePath, "utf8")) as TypeCheckRecord;
   } catch {
-    cached = undefined;
+    cached = {};
   }
-  if (cached !== stamp) {
-    const errors = await typeCheck(path);
-    if (errors.length) {
+  let checked: TypeCheckResult | undefined;
+  if (!stillChecked(cached, stamp)) {
+    checked = await typeCheck(path);
+    if (checked.errors.length) {
+      const { errors } = checked;
       const shown = errors.slice(0, MAX_TYPE_ERRORS).join("\n");
       const more = errors.length > MAX_TYPE_ERRORS ? `\n(${errors.length - MAX_TYPE_ERRORS} more)` : "";
       throw new ConfigError(`${path} does not type-check:\n${shown}${more}\nFix these lines; nothing was built.`);
     }
   }
   const rememberTypeCheck = () => {
-    if (readOnly || cached === stamp) return;
+    if (readOnly || !checked) return;
+    const record: TypeCheckRecord = { ok: stamp, imports: checked.imports };
     try {
       mkdirSync(stateDir, { recursive: true });
-      writeFileAtomicSync(cachePath, JSON.stringify({ ok: stamp }));
+      writeFileAtomicSync(cachePath, JSON.stringify(record));
     } catch {
       // an unwritable state directory is reported by the run itself
     }

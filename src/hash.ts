@@ -46,20 +46,38 @@ let chunk: Buffer | undefined;
 export function hashFileSync(path: string): string {
   const fd = openSync(path, "r");
   try {
-    chunk ??= Buffer.allocUnsafe(CHUNK);
-    const first = readSync(fd, chunk, 0, CHUNK, null);
-    if (first < CHUNK) return hashBytes(chunk.subarray(0, first));
-    const state = ready().create64();
-    state.update(chunk.subarray(0, first));
-    for (;;) {
-      const n = readSync(fd, chunk, 0, CHUNK, null);
-      if (n === 0) break;
-      state.update(chunk.subarray(0, n));
-    }
-    return hex(state.digest());
+    return hashFdSync(fd);
   } finally {
     closeSync(fd);
   }
+}
+
+/** Hash what is left to read of an open file. */
+export function hashFdSync(fd: number): string {
+  chunk ??= Buffer.allocUnsafe(CHUNK);
+  const first = readSync(fd, chunk, 0, CHUNK, null);
+  if (first < CHUNK) return hashBytes(chunk.subarray(0, first));
+  const state = ready().create64();
+  state.update(chunk.subarray(0, first));
+  for (;;) {
+    const n = readSync(fd, chunk, 0, CHUNK, null);
+    if (n === 0) break;
+    state.update(chunk.subarray(0, n));
+  }
+  return hex(state.digest());
+}
+
+/** Incremental hasher over raw bytes, for files read piece by piece. */
+export function createByteHasher(): { update(bytes: Uint8Array): void; digest(): string } {
+  const state = ready().create64();
+  return {
+    update(bytes: Uint8Array) {
+      state.update(bytes);
+    },
+    digest() {
+      return hex(state.digest());
+    },
+  };
 }
 
 /** Canonical JSON: object keys sorted, so equal documents give equal text. */

@@ -1,6 +1,7 @@
 // A task's key is a document (design rule 1): kind and version, parameters, input fingerprints,
 // tool versions, environment, and the output hashes of upstream tasks. The state keeps it whole,
 // so `explain` can say which field changed.
+import { CHANGED_WHILE_RUNNING } from "./fingerprint/deferred.ts";
 import { canonicalJson, hashString } from "./hash.ts";
 import type { Json } from "./types.ts";
 
@@ -77,6 +78,7 @@ export function describeChange(change: KeyChange): string {
     if (after === undefined) return `input ${field} no longer used`;
     if (after === "missing") return `input ${field} was removed`;
     if (before === "missing") return `input ${field} appeared`;
+    if (before === CHANGED_WHILE_RUNNING) return `input ${field} changed while the last run read it`;
     return `input ${field} changed${describeSubfields(before, after)}`;
   }
   if (section === "upstream") return after === undefined ? `upstream ${field} removed` : `upstream ${field} output changed`;

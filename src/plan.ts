@@ -3,7 +3,8 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { hashBytes, hashString } from "./hash.ts";
-import { fingerprintInput, inputLabel } from "./fingerprint/inputs.ts";
+import { DeferredHashes } from "./fingerprint/deferred.ts";
+import { fingerprintInput, inputLabel, isPending, type PendingInput } from "./fingerprint/inputs.ts";
 import { MISSING, type ToolVersions } from "./fingerprint/tools.ts";
 import type { StampCache } from "./fingerprint/stamps.ts";
 import type { CheckedGraph } from "./graph.ts";
@@ -36,7 +37,20 @@ export interface Verdict {
   key: KeyDoc;
   missingTools: string[];
   rendered?: RenderedFile[];
+  /** The task runs whatever its inputs hold: files not seen before are hashed while it runs. */
+  defer: boolean;
+  /** Inputs of `key` still waiting for those hashes. */
+  pending?: PendingKey;
 }
+
+/** The part of a key that waits for file hashes taken while the task runs. */
+export interface PendingKey {
+  hashes: DeferredHashes;
+  inputs: Array<[label: string, input: PendingInput]>;
+}
+
+/** What a pending input holds in the key until its task has run. */
+export const PENDING_INPUT = "hashed while the task runs";
 
 export interface Plan {
   verdicts: Map<string, Verdict>;
@@ -76,9 +90,19 @@ export async function computeKey(
   depHash: (id: string) => string,
   ctx: Pick<PlanContext, "stamps" | "tools">,
   rendered?: RenderedFile[],
-): Promise<{ key: KeyDoc; missingTools: string[] }> {
+  defer = false,
+): Promise<{ key: KeyDoc; missingTools: string[]; pending?: PendingKey }> {
   const inputs: Record<string, Json> = {};
-  for (const spec of task.inputs ?? []) inputs[inputLabel(spec)] = fingerprintInput(spec, ctx.stamps);
+  const hashes = defer ? new DeferredHashes(ctx.stamps) : undefined;
+  const pendingInputs: PendingKey["inputs"] = [];
+  for (const spec of task.inputs ?? []) {
+    const label = inputLabel(spec);
+    const fingerprint = fingerprintInput(spec, ctx.stamps, hashes);
+    if (isPending(fingerprint)) {
+      inputs[label] = PENDING_INPUT;
+      pendingInputs.push([label, fingerprint]);
+    } else inputs[label] = fingerprint;
+  }
   if (task.probe) {
     try {
       inputs.probe = await task.probe();
@@ -108,7 +132,16 @@ export async function computeKey(
     deps,
   };
   if (rendered) key.files = renderedFilesHash(rendered);
-  return { key, missingTools };
+  return { key, missingTools, pending: pendingInputs.length ? { hashes: hashes!, inputs: pendingInputs } : undefined };
+}
+
+/** The key with every pending input fingerprinted, hashing whatever is still left. */
+export function completeKey(key: KeyDoc, pending: PendingKey | undefined): KeyDoc {
+  if (!pending) return key;
+  pending.hashes.finish();
+  const inputs = { ...key.inputs };
+  for (const [label, input] of pending.inputs) inputs[label] = input.finish();
+  return { ...key, inputs };
 }
 
 export function recordedUpstream(state: StateStore, id: string): UpstreamResult | undefined {
@@ -146,13 +179,16 @@ export async function makePlan(ctx: PlanContext, selected: Set<string>): Promise
       return state.record(dep)?.outputHash ?? "pending";
     };
     const rendered = task.render ? await renderTask(task, upstream) : undefined;
-    const { key, missingTools } = await computeKey(task, depHash, ctx, rendered);
+    const forced = ctx.force === "all" || ctx.force.has(id);
+    const defer = !task.ephemeral && (forced || !record);
+    const { key, missingTools, pending } = await computeKey(task, depHash, ctx, rendered, defer);
 
-    if (ctx.force === "all" || ctx.force.has(id)) reasons.push("forced (--force)");
+    if (forced) reasons.push("forced (--force)");
     if (!record) {
       reasons.push(unfinishedReason(state, id));
     } else {
-      if (keyHash(key) !== record.keyHash) {
+      // A pending key (only when forced here) cannot be compared yet: the task runs anyway.
+      if (!pending && keyHash(key) !== record.keyHash) {
         const recordedKey = state.recordedKey(id);
         const changes = recordedKey ? diffKeys(recordedKey, key) : [];
         for (const change of changes) {
@@ -175,6 +211,8 @@ export async function makePlan(ctx: PlanContext, selected: Set<string>): Promise
       key,
       missingTools,
       rendered,
+      defer,
+      pending,
     });
   }
 

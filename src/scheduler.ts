@@ -11,7 +11,7 @@ import { RACY_WINDOW_MS } from "./fingerprint/stamps.ts";
 import { criticalPath } from "./graph.ts";
 import { keyHash, type KeyDoc } from "./key.ts";
 import { observeOutput, outputHashOf, verifyOutputs } from "./outputs.ts";
-import { computeKey, recordedUpstream, renderTask, type Plan, type PlanContext, type RenderedFile } from "./plan.ts";
+import { completeKey, computeKey, recordedUpstream, renderTask, type PendingKey, type Plan, type PlanContext, type RenderedFile } from "./plan.ts";
 import type { Reporter, RunSummary, TaskOutcome } from "./report/reporter.ts";
 import type { OutputRecord, TaskRecord } from "./state/store.ts";
 import type { GeneratedFile, Json, ResourceContext, TaskContext, TaskDef, UpstreamResult } from "./types.ts";
@@ -177,14 +177,16 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
         break;
     }
     reporter.taskEnd({ id, outcome: result.outcome, durationMs, error, logTail });
-    // Reported before tear-down: the task is complete whatever happens while unmounting.
-    if (plan.verdicts.get(id)!.status === "stale") await release(graph.tasks.get(id)!);
+    // Reported before tear-down: the task is complete whatever happens while unmounting, and its
+    // dependents need not wait for it either.
+    const releasing = plan.verdicts.get(id)!.status === "stale" ? release(graph.tasks.get(id)!) : undefined;
     for (const dependent of graph.dependents.get(id)!) {
       if (!selected.has(dependent)) continue;
       const n = remainingDeps.get(dependent)! - 1;
       remainingDeps.set(dependent, n);
       if (n === 0) void onReady(dependent);
     }
+    await releasing;
     if (--left === 0) settleAll();
   };
 
@@ -195,21 +197,23 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
 
   // The key a stale task runs with. The plan's is still current unless an upstream task was
   // stale then (its output hash was not known): only then are inputs fingerprinted again.
-  const currentKeys = new Map<string, Promise<{ key: KeyDoc; rendered?: RenderedFile[] }>>();
-  const currentKey = (id: string): Promise<{ key: KeyDoc; rendered?: RenderedFile[] }> => {
-    let pending = currentKeys.get(id);
-    if (!pending) {
+  type RunKey = { key: KeyDoc; rendered?: RenderedFile[]; pending?: PendingKey };
+  const currentKeys = new Map<string, Promise<RunKey>>();
+  const currentKey = (id: string): Promise<RunKey> => {
+    let found = currentKeys.get(id);
+    if (!found) {
       const task = graph.tasks.get(id)!;
       const verdict = plan.verdicts.get(id)!;
-      pending = Object.values(verdict.key.deps).includes("pending")
+      found = Object.values(verdict.key.deps).includes("pending")
         ? (async () => {
             const rendered = task.render ? await renderTask(task, upstreamOf) : undefined;
-            return { key: (await computeKey(task, depHashNow, ctx, rendered)).key, rendered };
+            const { key, pending } = await computeKey(task, depHashNow, ctx, rendered, verdict.defer);
+            return { key, rendered, pending };
           })()
-        : Promise.resolve({ key: verdict.key, rendered: verdict.rendered });
-      currentKeys.set(id, pending);
+        : Promise.resolve({ key: verdict.key, rendered: verdict.rendered, pending: verdict.pending });
+      currentKeys.set(id, found);
     }
-    return pending;
+    return found;
   };
 
   const onReady = async (id: string): Promise<void> => {
@@ -288,6 +292,8 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     };
     const workDir = join(options.workRoot, safeName(id));
     const resources = new Map<string, unknown>();
+    const stopHashing = new AbortController();
+    let hashing: Promise<void> | undefined;
     try {
       if (verdict.missingTools.length) {
         throw new Error(`needs ${verdict.missingTools.join(", ")}, not found on PATH: install ${verdict.missingTools.length > 1 ? "them" : "it"} and run again`);
@@ -295,7 +301,10 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
       for (const use of task.uses ?? []) resources.set(use, await acquire(use, runSignal));
       // Inputs were fingerprinted before the task reads them: a change made while it runs shows up
       // as a stale key next time.
-      let { key, rendered } = await currentKey(id);
+      let { key, rendered, pending } = await currentKey(id);
+      // Files first seen by this run are hashed while the task runs (fs reads only; the key is
+      // needed once it has finished).
+      hashing = pending?.hashes.prefetch(AbortSignal.any([runSignal, stopHashing.signal]));
       state.markStarted(id);
       mkdirSync(workDir, { recursive: true });
       const context = taskContext(id, workDir, runSignal, log, resources, upstreamOf, reporter);
@@ -303,6 +312,8 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
       if (rendered) writeRendered(rendered);
       const returned = task.run ? await task.run(context) : undefined;
       if (runSignal.aborted && options.signal.aborted) throw new CancelledError();
+      await hashing;
+      key = completeKey(key, pending);
       const value = returned === undefined ? undefined : (JSON.parse(JSON.stringify(returned)) as Json);
       const outputPaths = [...new Set([...(task.outputs ?? []), ...(rendered ?? []).map((f) => f.path)])].sort();
       await settle(outputPaths);
@@ -323,6 +334,8 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
       leaveClass(id);
       await finish(id, { outcome: "done", outputHash, upstream: recordedUpstream(state, id) }, Date.now() - begin);
     } catch (error) {
+      stopHashing.abort();
+      await hashing?.catch(() => {});
       const cancelled = options.signal.aborted || error instanceof CancelledError;
       tidy(workDir, reporter);
       leaveClass(id);

@@ -5,7 +5,8 @@ import type { InputSpec, Json } from "../types.ts";
 import { canonicalJson, hashString } from "../hash.ts";
 import { compileExcludes } from "./patterns.ts";
 import type { StampCache } from "./stamps.ts";
-import { fingerprintTree } from "./tree.ts";
+import { CHANGED_WHILE_RUNNING, hashOf, type DeferredHashes } from "./deferred.ts";
+import { fingerprintTree, type TreeFingerprint } from "./tree.ts";
 
 // Loaded on first use: only glob inputs need it.
 const require = createRequire(import.meta.url);
@@ -24,7 +25,9 @@ export function inputLabel(spec: InputSpec): string {
   return `tree:${spec.tree}${spec.under ? `@${spec.under}` : ""}${excluded}`;
 }
 
-export function fileFingerprint(path: string, stamps: StampCache): string {
+export function fileFingerprint(path: string, stamps: StampCache): string;
+export function fileFingerprint(path: string, stamps: StampCache, defer: DeferredHashes | undefined): string | PendingInput;
+export function fileFingerprint(path: string, stamps: StampCache, defer?: DeferredHashes): string | PendingInput {
   let st;
   try {
     st = statSync(path, { throwIfNoEntry: false });
@@ -34,7 +37,9 @@ export function fileFingerprint(path: string, stamps: StampCache): string {
   if (!st) return "missing";
   if (st.isDirectory()) return "directory";
   if (!st.isFile()) return "special";
-  return stamps.hash(path, st);
+  if (!defer) return stamps.hash(path, st);
+  const content = defer.content(path, st);
+  return typeof content === "string" ? content : { finish: () => hashOf(content) };
 }
 
 /** Like fileFingerprint, but a symlink is recorded by its target: globs often look inside images. */
@@ -49,8 +54,21 @@ function entryFingerprint(path: string, stamps: StampCache): string {
   return fileFingerprint(path, stamps);
 }
 
-export function fingerprintInput(spec: InputSpec, stamps: StampCache): Json {
-  if ("file" in spec) return fileFingerprint(spec.file, stamps);
+/** An input fingerprint that waits for file hashes taken while its task runs (see deferred.ts). */
+export interface PendingInput {
+  finish(): Json;
+}
+
+export function isPending(value: Json | PendingInput): value is PendingInput {
+  return typeof value === "object" && value !== null && typeof (value as Partial<PendingInput>).finish === "function";
+}
+
+/**
+ * The input's fingerprint. With `defer`, file and tree inputs may leave the hashing of files not
+ * seen before for later and return a pending fingerprint.
+ */
+export function fingerprintInput(spec: InputSpec, stamps: StampCache, defer?: DeferredHashes): Json | PendingInput {
+  if ("file" in spec) return fileFingerprint(spec.file, stamps, defer);
   if ("glob" in spec) {
     fastGlob ??= require("fast-glob") as typeof import("fast-glob");
     const files = fastGlob
@@ -63,7 +81,9 @@ export function fingerprintInput(spec: InputSpec, stamps: StampCache): Json {
   }
   const matcher = compileExcludes(spec.exclude ?? []);
   const under = spec.under?.replace(/^\/+|\/+$/g, "");
-  const tree = fingerprintTree(spec.tree, under ? (rel) => matcher(`${under}/${rel}`) : matcher, stamps);
+  const exclude = under ? (rel: string) => matcher(`${under}/${rel}`) : matcher;
+  const tree = defer ? fingerprintTree(spec.tree, exclude, stamps, defer) : fingerprintTree(spec.tree, exclude, stamps);
   if (!tree) return "missing";
-  return { hash: tree.hash, entries: tree.entries, parts: tree.parts };
+  const asJson = (t: TreeFingerprint | typeof CHANGED_WHILE_RUNNING): Json => (typeof t === "string" ? t : { hash: t.hash, entries: t.entries, parts: t.parts });
+  return "finish" in tree ? { finish: () => asJson(tree.finish()) } : asJson(tree);
 }

@@ -47,20 +47,30 @@ export class StampCache {
 
   /** Content hash of a regular file, from the cache when its stamp is unchanged and trusted. */
   hash(path: string, st: Stats = statSync(path)): string {
-    const stamp = stampOf(st);
-    const cached = trustedHash(this.entries[path], stamp);
+    const cached = this.known(path, st);
+    if (cached !== undefined) return cached;
+    const hashedAt = Date.now();
+    const h = hashFileSync(path);
+    this.remember(path, st, h, isRacy(st, hashedAt));
+    return h;
+  }
+
+  /** The cached content hash for this stamp, without reading the file. */
+  known(path: string, st: Stats): string | undefined {
+    const cached = trustedHash(this.entries[path], stampOf(st));
     if (cached !== undefined) {
       this.stats.hits++;
       this.used.add(path);
-      return cached;
     }
-    const hashedAt = Date.now();
-    const h = hashFileSync(path);
+    return cached;
+  }
+
+  /** Record a content hash read from a file whose stamp was `st` while it was read. */
+  remember(path: string, st: Stats, hash: string, racy: boolean): void {
     this.stats.hashed++;
     this.stats.bytes += st.size;
-    this.entries[path] = `${stamp} ${h} ${this.generation}${isRacy(st, hashedAt) ? " racy" : ""}`;
+    this.entries[path] = `${stampOf(st)} ${hash} ${this.generation}${racy ? " racy" : ""}`;
     this.changed = true;
-    return h;
   }
 
   /** Entries to keep: used in the last `keepGenerations` runs that saved state. */

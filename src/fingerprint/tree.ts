@@ -3,6 +3,7 @@
 // tree's own filesystem: a mount point inside it counts as an empty directory.
 import { lstatSync, readdirSync, readlinkSync, type Stats } from "node:fs";
 import { createHasher } from "../hash.ts";
+import { CHANGED_WHILE_RUNNING, hashOf, type DeferredFile, type DeferredHashes } from "./deferred.ts";
 import type { PathMatcher } from "./patterns.ts";
 import type { StampCache } from "./stamps.ts";
 
@@ -11,6 +12,11 @@ export interface TreeFingerprint {
   entries: number;
   /** Hash per top-level entry, so `explain` can say where a tree changed. */
   parts: Record<string, string>;
+}
+
+/** A walked tree whose fingerprint waits for file hashes taken later (see deferred.ts). */
+export interface PendingTree {
+  finish(): TreeFingerprint | typeof CHANGED_WHILE_RUNNING;
 }
 
 function typeOf(st: Stats): string {
@@ -27,7 +33,34 @@ function byBytes(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-export function fingerprintTree(root: string, exclude: PathMatcher, stamps: StampCache): TreeFingerprint | undefined {
+/** The hashed text of one part of a tree; streamed until a file's hash has to wait. */
+class Part {
+  private readonly hasher = createHasher();
+  private queued: Array<string | DeferredFile> | undefined;
+
+  text(text: string): void {
+    if (this.queued) this.queued.push(text);
+    else this.hasher.update(text);
+  }
+
+  content(content: string | DeferredFile): void {
+    if (typeof content === "string") this.text(content);
+    else (this.queued ??= []).push(content);
+  }
+
+  changed(): boolean {
+    return this.queued?.some((piece) => typeof piece !== "string" && piece.hash === CHANGED_WHILE_RUNNING) ?? false;
+  }
+
+  digest(): string {
+    for (const piece of this.queued ?? []) this.hasher.update(hashOf(piece));
+    return this.hasher.digest();
+  }
+}
+
+export function fingerprintTree(root: string, exclude: PathMatcher, stamps: StampCache): TreeFingerprint | undefined;
+export function fingerprintTree(root: string, exclude: PathMatcher, stamps: StampCache, defer: DeferredHashes): TreeFingerprint | PendingTree | undefined;
+export function fingerprintTree(root: string, exclude: PathMatcher, stamps: StampCache, defer?: DeferredHashes): TreeFingerprint | PendingTree | undefined {
   let rootStat: Stats;
   try {
     rootStat = lstatSync(root);
@@ -35,18 +68,21 @@ export function fingerprintTree(root: string, exclude: PathMatcher, stamps: Stam
     return undefined;
   }
   const rootDev = rootStat.dev;
-  const parts: Record<string, string> = {};
+  const deferredBefore = defer?.size ?? 0;
   let entries = 0;
 
-  const describe = (path: string, st: Stats): string => {
-    const base = `${typeOf(st)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
-    if (st.isFile()) return `${base} ${st.size} ${stamps.hash(path, st)}`;
-    if (st.isSymbolicLink()) return `${base} ${readlinkSync(path)}`;
-    if (st.isCharacterDevice() || st.isBlockDevice()) return `${base} ${st.rdev}`;
-    return base;
+  const describe = (part: Part, prefix: string, path: string, st: Stats): void => {
+    const base = `${prefix}${typeOf(st)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
+    if (st.isFile()) {
+      part.text(`${base} ${st.size} `);
+      part.content(defer ? defer.content(path, st) : stamps.hash(path, st));
+      part.text("\n");
+    } else if (st.isSymbolicLink()) part.text(`${base} ${readlinkSync(path)}\n`);
+    else if (st.isCharacterDevice() || st.isBlockDevice()) part.text(`${base} ${st.rdev}\n`);
+    else part.text(`${base}\n`);
   };
 
-  const walk = (dir: string, rel: string, hasher: ReturnType<typeof createHasher>): void => {
+  const walk = (dir: string, rel: string, part: Part): void => {
     let names: string[];
     try {
       names = readdirSync(dir);
@@ -60,31 +96,42 @@ export function fingerprintTree(root: string, exclude: PathMatcher, stamps: Stam
       const path = `${dir}/${name}`;
       const st = lstatSync(path);
       entries++;
-      hasher.update(`${childRel}\0${describe(path, st)}\n`);
-      if (st.isDirectory() && st.dev === rootDev) walk(path, childRel, hasher);
+      describe(part, `${childRel}\0`, path, st);
+      if (st.isDirectory() && st.dev === rootDev) walk(path, childRel, part);
     }
   };
 
+  let assemble: () => TreeFingerprint | typeof CHANGED_WHILE_RUNNING;
   if (!rootStat.isDirectory()) {
-    const hasher = createHasher();
-    hasher.update(describe(root, rootStat));
-    return { hash: hasher.digest(), entries: 1, parts: {} };
+    const part = new Part();
+    describe(part, "", root, rootStat);
+    assemble = () => (part.changed() ? CHANGED_WHILE_RUNNING : { hash: part.digest(), entries: 1, parts: {} });
+  } else {
+    const self = new Part();
+    describe(self, ". ", root, rootStat);
+    const children: Array<[string, Part]> = [];
+    for (const name of readdirSync(root).sort(byBytes)) {
+      if (exclude(name)) continue;
+      const path = `${root === "/" ? "" : root}/${name}`;
+      const st = lstatSync(path);
+      entries++;
+      const part = new Part();
+      describe(part, `${name}\0`, path, st);
+      if (st.isDirectory() && st.dev === rootDev) walk(path, name, part);
+      children.push([name, part]);
+    }
+    assemble = () => {
+      if (self.changed() || children.some(([, part]) => part.changed())) return CHANGED_WHILE_RUNNING;
+      const top = createHasher();
+      top.update(self.digest());
+      const parts: Record<string, string> = {};
+      for (const [name, part] of children) {
+        parts[name] = part.digest();
+        top.update(`${name} ${parts[name]}\n`);
+      }
+      return { hash: top.digest(), entries, parts };
+    };
   }
-
-  const top = createHasher();
-  top.update(`. ${describe(root, rootStat)}\n`);
-  const names = readdirSync(root).sort(byBytes);
-  for (const name of names) {
-    if (exclude(name)) continue;
-    const path = `${root === "/" ? "" : root}/${name}`;
-    const st = lstatSync(path);
-    entries++;
-    const hasher = createHasher();
-    hasher.update(`${name}\0${describe(path, st)}\n`);
-    if (st.isDirectory() && st.dev === rootDev) walk(path, name, hasher);
-    const partHash = hasher.digest();
-    parts[name] = partHash;
-    top.update(`${name} ${partHash}\n`);
-  }
-  return { hash: top.digest(), entries, parts };
+  if (!defer || defer.size === deferredBefore) return assemble() as TreeFingerprint;
+  return { finish: assemble };
 }

@@ -132,7 +132,7 @@ async function takeLock(
     log(`warning: dpkg's lock in ${root} is not writable (read-only source?); building without locking it`);
     return undefined;
   }
-  const { stdout } = await exec("python3", ["-c", HELPER, String(process.pid), marker, ...paths], {
+  const { stdout } = await exec("python3", ["-S", "-E", "-c", HELPER, String(process.pid), marker, ...paths], {
     okExitCodes: [0, 1],
     onLine: (line, stream) => {
       if (stream === "stdout" && line.startsWith("waiting ")) {

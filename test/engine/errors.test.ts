@@ -85,6 +85,19 @@ describe("config errors", () => {
     expect(fs.existsSync(p.cacheDir)).toBe(false);
   });
 
+  it("a type error in a file the config imports is found, also after the config itself was checked", async () => {
+    const p = newProject();
+    p.write("site.ts", `export const mirror: string = "http://deb.debian.org/debian";\n`);
+    p.writeConfig(`import { mirror } from "./site.ts";\nexport default defineConfig({ tasks: [task({ id: "a", params: { mirror }, run: () => {} })] });\n`, {
+      typecheck: true,
+    });
+    expect((await p.cli([MINE])).exitCode).toBe(0);
+    p.write("site.ts", `export const mirror: string = 42;\n`);
+    const stderr = await expectRefused(p, [MINE]);
+    expect(stderr).toContain(`${p.path("site.ts")}:1:`);
+    expect(stderr).toContain("does not type-check");
+  });
+
   it("a config that throws while loading names file:line and the error", async () => {
     const p = newProject();
     const preludeLines = p.writeConfig(
