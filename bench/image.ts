@@ -118,10 +118,10 @@ interface LtspBuild extends Measured {
 }
 
 /** A build of the image group; a first build unless `keepState`. */
-async function ltspBuild(prefix: Prefix, keepState = false): Promise<LtspBuild> {
+async function ltspBuild(prefix: Prefix, keepState = false, target = `image:${IMAGE}`): Promise<LtspBuild> {
   if (!keepState) resetPrefix(prefix);
   const lines: Line[] = [];
-  const m = await measure(cliCommand(prefix, ["-v", `image:${IMAGE}`]), { onLine: (text, atMs) => lines.push({ atMs, text }) });
+  const m = await measure(cliCommand(prefix, ["-v", target]), { onLine: (text, atMs) => lines.push({ atMs, text }) });
   const logged = lines.find((l) => /\] \$ .*\bmksquashfs /.test(l.text));
   if (!logged) throw new Error(`ltsp-make did not squash the image:\n${m.stdout}`);
   const squashCommand = logged.text.slice(logged.text.indexOf("$ ") + 2).trim().split(/\s+/);
@@ -168,7 +168,10 @@ function phasesOf(build: LtspBuild): Record<string, number> {
 }
 
 interface Side {
+  /** First builds of the image's group: squash, kernel and initrd (as `ltsp image` chains `ltsp kernel`). */
   ltsp: LtspBuild[];
+  /** First builds of the squash task alone: what bare mksquashfs does. */
+  squash: LtspBuild[];
   /** Rebuilds after a change in the source, with the state of the previous build kept. */
   rebuild: LtspBuild[];
   bare: Measured[];
@@ -296,7 +299,7 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
     // Records the ltspfile's type check, as any earlier run with the same ltspfile would have.
     const typeCheck = await measure(cliCommand(zstd, ["-q", "ipxe"]));
     log(`type check of the ltspfile (first run of it, building ipxe): ${fmtS(typeCheck.wallMs)}`);
-    const first: Record<Cache, Side> = { cold: { ltsp: [], rebuild: [], bare: [], overlay: [] }, warm: { ltsp: [], rebuild: [], bare: [], overlay: [] } };
+    const first: Record<Cache, Side> = { cold: { ltsp: [], squash: [], rebuild: [], bare: [], overlay: [] }, warm: { ltsp: [], squash: [], rebuild: [], bare: [], overlay: [] } };
     let logged: string[] | undefined;
     let bareImageBytes = 0;
     let changes = 0;
@@ -304,8 +307,8 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
       const side = first[cache];
       for (let round = 0; round < rounds; round++) {
         // Alternate the order, so neither side always runs right after the other.
-        const order = round % 2 === 0 ? (["ltsp", "rebuild", "bare", "overlay"] as const) : (["overlay", "bare", "ltsp", "rebuild"] as const);
-        for (const who of logged ? order : (["ltsp", "rebuild", "bare", "overlay"] as const)) {
+        const order = round % 2 === 0 ? (["ltsp", "rebuild", "squash", "bare", "overlay"] as const) : (["overlay", "bare", "squash", "ltsp", "rebuild"] as const);
+        for (const who of logged ? order : (["ltsp", "rebuild", "squash", "bare", "overlay"] as const)) {
           // A change of its own size each time, so the new image never has the size of the last one.
           if (who === "rebuild") writeFileSync(join(chroot, "etc", "ltsp-make-bench-change"), randomBytes(4096 * ++changes + 17));
           await prepareCache(cache, chroot);
@@ -313,6 +316,10 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
             const build = await ltspBuild(zstd, true);
             side.rebuild.push(build);
             log(`${cache} ${round + 1}/${rounds}: ltsp-make rebuild after a source change ${fmtS(build.wallMs)} (CPU ${fmtS(build.cpuMs)})`);
+          } else if (who === "squash") {
+            const build = await ltspBuild(zstd, false, `squash:${IMAGE}`);
+            side.squash.push(build);
+            log(`${cache} ${round + 1}/${rounds}: ltsp-make first build of squash:${IMAGE} alone ${fmtS(build.wallMs)} (CPU ${fmtS(build.cpuMs)})`);
           } else if (who === "ltsp") {
             const build = await ltspBuild(zstd);
             logged = build.squashCommand;
@@ -398,18 +405,23 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
   write("");
   write("| measure | ltsp-make | reference | ratio | goal |");
   write("| --- | ---: | ---: | ---: | --- |");
-  for (const [side, label] of [
-    [cold, "page cache dropped"],
-    [warm, "source in the page cache"],
+  for (const [builds, what] of [
+    ["squash", `\`squash:${IMAGE}\``],
+    ["ltsp", `\`image:${IMAGE}\` (+ kernel, initrd)`],
   ] as const) {
-    const l = med(side.ltsp);
-    const b = med(side.bare);
-    const ratio = l / b;
-    const cpuRatio = med(side.ltsp, (m) => m.cpuMs) / med(side.bare, (m) => m.cpuMs);
-    write(
-      `| (a) first build, default compression, ${label} (median of ${r.rounds}) | ${fmtS(l)} (CPU ${fmtS(med(side.ltsp, (m) => m.cpuMs))}) | ` +
-        `bare mksquashfs ${fmtS(b)} (CPU ${fmtS(med(side.bare, (m) => m.cpuMs))}) | ${fmtRatio(ratio)} (CPU ${fmtRatio(cpuRatio)}) | ≤ 1.03× ${mark(ratio <= 1.03)} (CPU ${mark(cpuRatio <= 1.03)}) |`,
-    );
+    for (const [side, label] of [
+      [cold, "page cache dropped"],
+      [warm, "source in the page cache"],
+    ] as const) {
+      const l = med(side[builds]);
+      const b = med(side.bare);
+      const ratio = l / b;
+      const cpuRatio = med(side[builds], (m) => m.cpuMs) / med(side.bare, (m) => m.cpuMs);
+      write(
+        `| (a) first build of ${what}, default compression, ${label} (median of ${r.rounds}) | ${fmtS(l)} (CPU ${fmtS(med(side[builds], (m) => m.cpuMs))}) | ` +
+          `bare mksquashfs ${fmtS(b)} (CPU ${fmtS(med(side.bare, (m) => m.cpuMs))}) | ${fmtRatio(ratio)} (CPU ${fmtRatio(cpuRatio)}) | ≤ 1.03× ${mark(ratio <= 1.03)} (CPU ${mark(cpuRatio <= 1.03)}) |`,
+      );
+    }
   }
   for (const [side, label] of [
     [cold, "page cache dropped"],
@@ -457,7 +469,7 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
   } else {
     write(`| (d) upstream \`ltsp image\` | | skipped: ${r.upstream.reason.replace(/\|/g, "\\|")} | | |`);
   }
-  const waits = [...cold.ltsp, ...warm.ltsp, ...cold.rebuild, ...warm.rebuild, ...(r.gzip ? [r.gzip] : [])].filter((b) => b.waited).length;
+  const waits = [...cold.ltsp, ...warm.ltsp, ...cold.squash, ...warm.squash, ...cold.rebuild, ...warm.rebuild, ...(r.gzip ? [r.gzip] : [])].filter((b) => b.waited).length;
   if (waits) write(`\n⚠ ${waits} ltsp-make build(s) waited for the source's dpkg lock (apt or dpkg running in it): their times include the wait.`);
   write("");
   write(`Where a build's time goes (median of ${r.rounds}, from the timestamps of \`ltsp-make -v\`):`);
