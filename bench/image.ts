@@ -3,7 +3,8 @@
 //      arguments on the same source, page cache dropped before each run, and again with the
 //      source already in the page cache; likewise a rebuild after a change in the source (the
 //      state of the previous build kept); and where ltsp-make's time goes;
-//  (b) ltsp-make's first build with upstream's compression (gzip) against the default;
+//  (b) ltsp-make's first build with upstream's compression (gzip) against the default, and
+//      against bare mksquashfs with those same (gzip) arguments;
 //  (c) a no-op `ltsp-make` (all targets) after the build;
 //  (d) upstream `ltsp image` on the same chroot, when it runs here.
 // Everything runs on a private copy of the chroot, so its dpkg lock is ours alone.
@@ -187,6 +188,8 @@ export interface ImageReport {
   fingerprint: Record<Cache, { ms: number; files: number; bytes: number }>;
   plans: Record<Cache, { full: Measured[]; typeChecked: Measured[] }>;
   gzip?: LtspBuild;
+  /** Bare mksquashfs with the gzip build's arguments. */
+  bareGzip?: Measured;
   noop: { ms: number[]; cpuMs: number[]; ran: number[]; allBuild: Measured };
   upstream: { ok: true; run: Measured; imageBytes: number } | { ok: false; reason: string };
   loadBefore: string;
@@ -372,12 +375,17 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
 
     // (b) upstream's compression, through ltsp-make.
     let gzip: LtspBuild | undefined;
+    let bareGzip: Measured | undefined;
     if (process.env.BENCH_GZIP !== "0") {
       const prefix = makePrefix(scratch.path, "gzip", chroot, "gzip");
       await prepareCache("cold", chroot);
       log("ltsp-make first build with compression gzip, page cache dropped ...");
       gzip = await ltspBuild(prefix);
       log(`gzip first build ${fmtS(gzip.wallMs)} (CPU ${fmtS(gzip.cpuMs)})`);
+      await prepareCache("cold", chroot);
+      bareGzip = await measure(bareCommand(gzip.squashCommand, chroot, bareOut, excludesFile));
+      rmSync(bareOut, { force: true });
+      log(`bare mksquashfs with the same (gzip) arguments ${fmtS(bareGzip.wallMs)} (CPU ${fmtS(bareGzip.cpuMs)})`);
       rmSync(prefix.root, { recursive: true, force: true });
     }
 
@@ -387,7 +395,7 @@ export async function runImageBench(log: (line: string) => void): Promise<ImageR
     else log(`upstream: ${upstream.reason}`);
 
     const versions = [await toolVersion("mksquashfs", ["-version"]), await toolVersion("ltsp", ["--version"])];
-    return { chroot: `${fixture} (private copy)`, rounds, first, bareImageBytes, ltspImageBytes, fingerprint, plans, gzip, noop, upstream, loadBefore, loadAfter: loadLine(), versions };
+    return { chroot: `${fixture} (private copy)`, rounds, first, bareImageBytes, ltspImageBytes, fingerprint, plans, gzip, bareGzip, noop, upstream, loadBefore, loadAfter: loadLine(), versions };
   } finally {
     scratch.dispose();
   }
@@ -447,6 +455,13 @@ export function printImage(r: ImageReport, write: (line: string) => void): void 
         `gzip ${fmtS(r.gzip.wallMs)} (CPU ${fmtS(r.gzip.cpuMs)}) | ${fmtTimes(speedup)} faster (CPU ${fmtTimes(cpuSpeedup)}) | ≥ 15× ${mark(speedup >= 15)} (CPU ${mark(cpuSpeedup >= 15)}) |`,
     );
     write(`| (b) image size, zstd:3 vs gzip | ${fmtMB(r.ltspImageBytes)} | ${fmtMB(r.gzip.imageBytes)} | ${fmtRatio(r.ltspImageBytes / r.gzip.imageBytes)} | |`);
+    if (r.bareGzip) {
+      const ratio = r.gzip.wallMs / r.bareGzip.wallMs;
+      write(
+        `| (a) first build of \`image:${IMAGE}\` with upstream's compression (gzip), page cache dropped (one run) | ${fmtS(r.gzip.wallMs)} (CPU ${fmtS(r.gzip.cpuMs)}) | ` +
+          `bare mksquashfs, same arguments ${fmtS(r.bareGzip.wallMs)} (CPU ${fmtS(r.bareGzip.cpuMs)}) | ${fmtRatio(ratio)} (CPU ${fmtRatio(r.gzip.cpuMs / r.bareGzip.cpuMs)}) | ≤ 1.03× ${mark(ratio <= 1.03)} |`,
+      );
+    }
   }
   const noop = median(r.noop.ms);
   const allFresh = r.noop.ran.every((n) => n === 0);
