@@ -16,7 +16,19 @@ import type { ImageBoot } from "./lib/ipxe.ts";
 import { renderNbdServerConfig } from "./lib/nbd-config.ts";
 import { renderNfsExports } from "./lib/nfs-exports.ts";
 import { rsyncFile, rsyncFiles } from "./lib/rsync.ts";
-import { HostError, remoteState, runRemote, sha256File, startMaster, stopMaster, type RemoteEntry, type SshMaster, type SshTarget } from "./lib/ssh.ts";
+import {
+  HostError,
+  remoteStamps,
+  remoteState,
+  runRemote,
+  sha256File,
+  startMaster,
+  stopMaster,
+  type KnownRemote,
+  type RemoteEntry,
+  type SshMaster,
+  type SshTarget,
+} from "./lib/ssh.ts";
 import { validateImageName, validateIpAddress, validateKernelPath } from "./lib/validate.ts";
 
 export type HostRole = "tftp" | "dhcp" | "nbd" | "nfs";
@@ -164,7 +176,8 @@ export function imageServing(config: LtspConfig, hosts: HostPlan[], images: Imag
 // ---- What was published, and what the host holds now ----
 
 interface PublishRecord {
-  files: Record<string, { size: number; sha256: string }>;
+  /** `stamp`: the file's stamp on the host once published; while it holds, plans do not read the file. */
+  files: Record<string, { size: number; sha256: string; stamp?: string }>;
   links: Record<string, string>;
   /** Changes only when the published content changed: reloads follow it. */
   changeId?: string;
@@ -201,6 +214,7 @@ class HostState {
     this.pending ??= (async () => {
       const files = new Set<string>();
       const links = new Set<string>();
+      const known: KnownRemote = new Map();
       let names: string[] = [];
       try {
         names = readdirSync(this.dir).filter((n) => n.endsWith(".json"));
@@ -209,10 +223,13 @@ class HostState {
       }
       for (const name of names) {
         const record = readRecord(join(this.dir, name));
-        for (const path of Object.keys(record?.files ?? {})) files.add(path);
+        for (const [path, file] of Object.entries(record?.files ?? {})) {
+          files.add(path);
+          if (file.stamp) known.set(path, { stamp: file.stamp, sha256: file.sha256 });
+        }
         for (const path of Object.keys(record?.links ?? {})) links.add(path);
       }
-      return remoteState(standaloneExec(), this.host.target, { files: [...files].sort(), links: [...links].sort() });
+      return remoteState(standaloneExec(), this.host.target, { files: [...files].sort(), links: [...links].sort(), known });
     })();
     return this.pending;
   }
@@ -252,7 +269,16 @@ function remoteProbe(state: HostState, recordPath: string): () => Promise<Json> 
   };
 }
 
-function saveRecord(path: string, record: PublishRecord): void {
+/** Record what was published, with each file's stamp on the host (see remoteStamps). */
+async function saveRecord(ctx: TaskContext, target: SshTarget, path: string, record: PublishRecord): Promise<void> {
+  const files = Object.keys(record.files);
+  let stamps = await remoteStamps(ctx.exec, target, files);
+  if (stamps.size < files.length) {
+    // Some changed just now: once they are past the racy window, their stamps can be trusted.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    stamps = await remoteStamps(ctx.exec, target, files);
+  }
+  for (const [file, stamp] of stamps) record.files[file]!.stamp = stamp;
   mkdirSync(join(path, ".."), { recursive: true });
   writeFileAtomicSync(path, `${JSON.stringify(record, null, 2)}\n`);
 }
@@ -403,7 +429,7 @@ function imagePublishTasks(input: HostTaskInput, host: HostPlan, state: HostStat
           });
           const { stdout } = await runRemote(ctx.exec, target, ACTIVATE_SCRIPT, [remoteImages, stable, generation, sha256, String(keep)], `activating ${generation}`);
           for (const line of stdout.split("\n").filter(Boolean)) ctx.log(line);
-          saveRecord(recordPath, { files: { [join(remoteImages, generation)]: { size, sha256 } }, links: { [join(remoteImages, stable)]: generation } });
+          await saveRecord(ctx, target, recordPath, { files: { [join(remoteImages, generation)]: { size, sha256 } }, links: { [join(remoteImages, stable)]: generation } });
           return { generation, sha256 };
         }),
       };
@@ -444,7 +470,7 @@ function tftpPublishTasks(input: HostTaskInput, host: HostPlan, state: HostState
         const target = targetFor(ctx, host);
         await rsyncFiles(ctx.exec, target, localDir, files, remoteDir, { extraArgs: host.options.rsyncArgs, onProgress: (f) => ctx.progress(f, "copying"), log: ctx.log });
         await runRemote(ctx.exec, target, VERIFY_SCRIPT, verify, "checking the copied files");
-        saveRecord(recordPath, record);
+        await saveRecord(ctx, target, recordPath, record);
       }),
     },
   ];
@@ -495,7 +521,7 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
           ctx.log(`${host.name}:${remotePath} already has this content`);
         }
         const changeId = changed || !before?.changeId ? `${sha256}@${new Date().toISOString()}` : before.changeId;
-        saveRecord(recordPath, { files: { [remotePath]: { size, sha256 } }, links: {}, changeId });
+        await saveRecord(ctx, target, recordPath, { files: { [remotePath]: { size, sha256 } }, links: {}, changeId });
         return { changeId };
       }),
     });

@@ -153,45 +153,107 @@ export function sha256File(path: string): Promise<string> {
   });
 }
 
-/** What the host holds at a path: a file (size and SHA-256), a symlink (its target), or nothing. */
-export type RemoteEntry = { kind: "file"; size: number; sha256: string } | { kind: "link"; target: string } | { kind: "missing" };
+/**
+ * What the host holds at a path: a file (size and SHA-256, and whether the hash came from the
+ * file's recorded stamp instead of a read), a symlink (its target), or nothing.
+ */
+export type RemoteEntry = { kind: "file"; size: number; sha256: string; fromStamp: boolean } | { kind: "link"; target: string } | { kind: "missing" };
+
+/** A file's stamp on the host: "SIZE,MTIME,CTIME,INODE" (GNU stat, nanoseconds). */
+const STAMP_FORMAT = "%s,%.9Y,%.9Z,%i";
+
+/** Recorded hashes of files on the host, valid while their stamp is unchanged. */
+export type KnownRemote = Map<string, { stamp: string; sha256: string }>;
 
 export interface RemoteQuery {
   files: string[];
   links: string[];
+  known?: KnownRemote;
 }
 
+// Args: l:PATH (symlink target), f:PATH (size and SHA-256), k:STAMP,SHA256:PATH (the recorded
+// hash while the stamp is unchanged, else as f:).
 const STATE_SCRIPT = `
+hash() {
+  if [ -f "$1" ] && s=$(stat -L -c %s -- "$1") && h=$(sha256sum < "$1"); then printf 'F %s %s read\\n' "$s" "\${h%% *}"; else echo M; fi
+}
 for a; do
-  p=\${a#?:}
   case $a in
-    l:*) if [ -L "$p" ]; then printf 'L %s\\n' "$(readlink -- "$p")"; else echo M; fi ;;
-    f:*) if [ -f "$p" ] && s=$(stat -L -c %s -- "$p") && h=$(sha256sum < "$p"); then printf 'F %s %s\\n' "$s" "\${h%% *}"; else echo M; fi ;;
+    l:*) p=\${a#l:}; if [ -L "$p" ]; then printf 'L %s\\n' "$(readlink -- "$p")"; else echo M; fi ;;
+    f:*) hash "\${a#f:}" ;;
+    k:*)
+      rest=\${a#k:}; meta=\${rest%%:/*}; p=\${rest#"$meta":}; want=\${meta%,*}
+      if [ -f "$p" ] && [ "$(stat -L -c '${STAMP_FORMAT}' -- "$p" 2>/dev/null)" = "$want" ]; then
+        printf 'F %s %s stamp\\n' "\${want%%,*}" "\${meta##*,}"
+      else
+        hash "$p"
+      fi ;;
   esac
 done
 `;
 
 /**
- * Sizes and SHA-256 of files and targets of symlinks on the host, in one ssh call. Reads only.
- * Keys are "f:PATH" and "l:PATH".
+ * Sizes and SHA-256 of files and targets of symlinks on the host, in one ssh call. Reads only;
+ * a file whose stamp matches a known one is not read. Keys are "f:PATH" and "l:PATH".
  */
 export async function remoteState(exec: Exec, target: SshTarget, query: RemoteQuery): Promise<Map<string, RemoteEntry>> {
-  const args = [...query.files.map((p) => `f:${p}`), ...query.links.map((p) => `l:${p}`)];
+  const fileArg = (path: string): string => {
+    const known = query.known?.get(path);
+    return known ? `k:${known.stamp},${known.sha256}:${path}` : `f:${path}`;
+  };
+  const keys = [...query.files.map((p) => `f:${p}`), ...query.links.map((p) => `l:${p}`)];
+  const args = [...query.files.map(fileArg), ...query.links.map((p) => `l:${p}`)];
   const out = new Map<string, RemoteEntry>();
   if (args.length === 0) return out;
   const { stdout } = await runRemote(exec, target, STATE_SCRIPT, args, "reading the published files");
   const lines = stdout.split("\n").filter((l) => l.length > 0);
   if (lines.length !== args.length) throw new HostError(target.name, `host "${target.name}" answered ${lines.length} lines for ${args.length} paths: ${stdout.slice(0, 200)}`);
-  args.forEach((arg, i) => {
+  keys.forEach((key, i) => {
     const line = lines[i]!;
     if (line.startsWith("F ")) {
-      const [, size, sha256] = line.split(" ");
-      out.set(arg, { kind: "file", size: Number(size), sha256: sha256 ?? "" });
+      const [, size, sha256, how] = line.split(" ");
+      out.set(key, { kind: "file", size: Number(size), sha256: sha256 ?? "", fromStamp: how === "stamp" });
     } else if (line.startsWith("L ")) {
-      out.set(arg, { kind: "link", target: line.slice(2) });
+      out.set(key, { kind: "link", target: line.slice(2) });
     } else {
-      out.set(arg, { kind: "missing" });
+      out.set(key, { kind: "missing" });
     }
+  });
+  return out;
+}
+
+/**
+ * A stamp taken this close to the file's last change is not trusted (the "racy" rule): a change
+ * in the same timestamp tick could go unseen. Filesystems with whole-second timestamps need the
+ * full second.
+ */
+const REMOTE_RACY_SECONDS = 0.05;
+const COARSE_RACY_SECONDS = 1;
+
+const STAMPS_SCRIPT = `
+for p; do stat -L -c '${STAMP_FORMAT}' -- "$p" 2>/dev/null || echo M; done
+date +%s.%N
+`;
+
+/**
+ * The stamps of files on the host, for recording next to their hashes. Files changed just now
+ * are left out (see REMOTE_RACY_SECONDS).
+ */
+export async function remoteStamps(exec: Exec, target: SshTarget, paths: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (paths.length === 0) return out;
+  const { stdout } = await runRemote(exec, target, STAMPS_SCRIPT, paths, "reading file stamps");
+  const lines = stdout.split("\n").filter((l) => l.length > 0);
+  const now = Number(lines.at(-1));
+  if (lines.length !== paths.length + 1 || !Number.isFinite(now)) return out;
+  paths.forEach((path, i) => {
+    const stamp = lines[i]!;
+    const [, mtimeText, ctimeText] = stamp.split(",");
+    const mtime = Number(mtimeText);
+    const ctime = Number(ctimeText);
+    if (!Number.isFinite(mtime) || !Number.isFinite(ctime)) return;
+    const coarse = /\.0+$/.test(mtimeText!) && /\.0+$/.test(ctimeText!);
+    if (Math.max(mtime, ctime) < now - (coarse ? COARSE_RACY_SECONDS : REMOTE_RACY_SECONDS)) out.set(path, stamp);
   });
   return out;
 }

@@ -8,6 +8,8 @@ import path from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { afterEach, describe, expect, test } from "vitest";
 import { makeSmallChroot, PACKAGE_ROOT, processesMentioning, startedTasks, usePrefixes, waitFor, type Prefix } from "../pipeline/helpers.ts";
+import { standaloneExec } from "../../src/exec.ts";
+import { remoteState, type SshTarget } from "../../tasks/lib/ssh.ts";
 import { TestHosts, type TestHost } from "./netns.ts";
 
 const newPrefix = usePrefixes();
@@ -269,6 +271,44 @@ describe("split deployment over SSH", () => {
     expect(after).not.toBe(before);
     expect(sameBytes(remoteImage(store, "alpha"), prefix.image("alpha"))).toBe(true);
     expect(unsquashfsOk(remoteImage(store, "alpha"))).toBe(true);
+  });
+
+  test("a plan reads a published image on the host only when its stamp changed there", async () => {
+    const prefix = newPrefix();
+    const hosts = new TestHosts(prefix.path("hosts"));
+    hostSets.push(hosts);
+    const store = await hosts.add("store");
+    makeSmallChroot(path.join(prefix.base, "alpha"));
+    prefix.writeConfig(config(prefix, ["alpha"], [hostConfig(store, ["nbd"])]));
+    const wrap = wrappers(prefix);
+    await build(prefix, wrap.dir);
+
+    const recordPath = path.join(prefix.cache, "hosts", "store", "records", "publish-image_alpha_store.json");
+    const record = JSON.parse(fs.readFileSync(recordPath, "utf8")) as { files: Record<string, { size: number; sha256: string; stamp?: string }> };
+    const [generation, published] = Object.entries(record.files)[0]!;
+    expect(published.stamp).toMatch(/^\d+,\d+\.\d{9},\d+\.\d{9},\d+$/);
+    const target: SshTarget = { name: "store", destination: `root@${store.address}`, identityFile: store.identityFile, knownHosts: store.knownHosts };
+    const known = new Map([[generation, { stamp: published.stamp!, sha256: published.sha256 }]]);
+    const ask = async () => (await remoteState(standaloneExec(), target, { files: [generation], links: [], known })).get(`f:${generation}`);
+
+    // Unchanged: the recorded hash stands, nothing is read.
+    expect(await ask()).toEqual({ kind: "file", size: published.size, sha256: published.sha256, fromStamp: true });
+    // Touched (same bytes): read again, same hash; the publish task stays fresh.
+    fs.utimesSync(generation, new Date(), new Date());
+    expect(await ask()).toEqual({ kind: "file", size: published.size, sha256: published.sha256, fromStamp: false });
+    expect((await plan(prefix, wrap.dir)).get("publish-image:alpha@store")!.status).toBe("fresh");
+    // Changed in place with size and mtime put back: the ctime still gives it away.
+    const before = fs.statSync(generation);
+    const fd = fs.openSync(generation, "r+");
+    fs.writeSync(fd, Buffer.from("corrupt"), 0, 7, 4096);
+    fs.closeSync(fd);
+    fs.utimesSync(generation, before.atime, before.mtime);
+    const corrupted = await ask();
+    expect(corrupted).toMatchObject({ kind: "file", size: published.size, fromStamp: false });
+    expect(corrupted).not.toMatchObject({ sha256: published.sha256 });
+    const stale = (await plan(prefix, wrap.dir)).get("publish-image:alpha@store")!;
+    expect(stale.status).toBe("stale");
+    expect(stale.reasons.join(" ")).toContain("differs from what was published");
   });
 
   test("an unreachable host fails only its own tasks, naming it; the others complete with --keep-going", async () => {
