@@ -27,7 +27,8 @@ export function observeOutput(path: string, stamps: StampCache): OutputRecord | 
 /** Reasons a recorded task's outputs no longer match what it published. */
 export function verifyOutputs(record: TaskRecord, stamps: StampCache): string[] {
   const reasons: string[] = [];
-  for (const [path, recorded] of Object.entries(record.outputs)) {
+  for (const path in record.outputs) {
+    const recorded = record.outputs[path];
     const now = observeOutput(path, stamps);
     if (!now) reasons.push(`output ${path} is missing`);
     else if (now !== recorded) reasons.push(`output ${path} was modified since it was built`);

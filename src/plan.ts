@@ -94,13 +94,13 @@ export async function computeKey(
 ): Promise<{ key: KeyDoc; missingTools: string[]; pending?: PendingKey }> {
   const inputs: Record<string, Json> = {};
   const hashes = defer ? new DeferredHashes(ctx.stamps) : undefined;
-  const pendingInputs: PendingKey["inputs"] = [];
+  let pendingInputs: PendingKey["inputs"] | undefined;
   for (const spec of task.inputs ?? []) {
     const label = inputLabel(spec);
     const fingerprint = fingerprintInput(spec, ctx.stamps, hashes);
     if (isPending(fingerprint)) {
       inputs[label] = PENDING_INPUT;
-      pendingInputs.push([label, fingerprint]);
+      (pendingInputs ??= []).push([label, fingerprint]);
     } else inputs[label] = fingerprint;
   }
   if (task.probe) {
@@ -111,8 +111,9 @@ export async function computeKey(
       inputs.probe = { failed: (error as Error).message };
     }
   }
+  // Maps in the key need no particular order: its text sorts them (keyText).
   const env: Record<string, string | null> = {};
-  for (const name of [...(task.env ?? [])].sort()) env[name] = process.env[name] ?? null;
+  for (const name of task.env ?? []) env[name] = process.env[name] ?? null;
   const tools: Record<string, string> = {};
   const missingTools: string[] = [];
   for (const tool of task.tools ?? []) {
@@ -121,9 +122,10 @@ export async function computeKey(
     if (version === MISSING) missingTools.push(tool.name);
   }
   const deps: Record<string, string> = {};
-  for (const dep of [...new Set(task.deps ?? [])].sort()) deps[dep] = depHash(dep);
+  for (const dep of task.deps ?? []) deps[dep] ??= depHash(dep);
+  const colon = task.id.indexOf(":");
   const key: KeyDoc = {
-    kind: task.kind ?? task.id.split(":")[0]!,
+    kind: task.kind ?? (colon < 0 ? task.id : task.id.slice(0, colon)),
     version: task.version ?? 1,
     params: task.params ?? {},
     inputs,
@@ -132,7 +134,7 @@ export async function computeKey(
     deps,
   };
   if (rendered) key.files = renderedFilesHash(rendered);
-  return { key, missingTools, pending: pendingInputs.length ? { hashes: hashes!, inputs: pendingInputs } : undefined };
+  return { key, missingTools, pending: pendingInputs ? { hashes: hashes!, inputs: pendingInputs } : undefined };
 }
 
 /** The key with every pending input fingerprinted, hashing whatever is still left. */
@@ -199,9 +201,10 @@ export async function makePlan(ctx: PlanContext, selected: Set<string>): Promise
       }
       if (!task.ephemeral) reasons.push(...verifyOutputs(record, ctx.stamps));
     }
-    const staleDeps = (task.deps ?? []).filter((d) => !graph.tasks.get(d)!.ephemeral && verdicts.get(d)!.status === "stale");
     const conditional = reasons.length === 0 && upstreamRuns;
-    if (conditional) reasons.push(...staleDeps.map((d) => `upstream ${d} runs`));
+    if (conditional) {
+      for (const d of task.deps ?? []) if (!graph.tasks.get(d)!.ephemeral && verdicts.get(d)!.status === "stale") reasons.push(`upstream ${d} runs`);
+    }
     verdicts.set(id, {
       id,
       title: task.title ?? id,
