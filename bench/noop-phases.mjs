@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // One instrumented ltsp-make build: the same steps, in the same order and through the same loader
-// (jiti, module cache on) as bin/ltsp-make.js and src/cli.ts's build(), with a timestamp after each.
+// as bin/ltsp-make.js (the compiled dist/ when it is current, else jiti on the sources) and
+// src/cli.ts's build(), with a timestamp after each.
 // Plain JavaScript like bin/ltsp-make.js, so no extra loader hook skews the start-up figures.
 // Usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE ROOTS_DIR TARGET → prints [{name, ms}, ...] as JSON.
 // ROOTS_DIR holds base/, tftp/, home/ and etc/, used as the roots (never the real /srv or /etc).
+import { readdirSync, statSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 
 const marks = [{ name: "node start (to first line)", ms: performance.now() }];
@@ -20,21 +23,45 @@ if (!cacheDir || !configFile || !rootsDir || !target) {
   process.exit(2);
 }
 
-const { createJiti } = await import("jiti");
-const jiti = createJiti(new URL("../bin/ltsp-make.js", import.meta.url).href, { moduleCache: true });
-await jiti.import("../src/cli.ts");
-const { loadConfigFile, VERSION } = await jiti.import("../src/config.ts");
-const { initHash } = await jiti.import("../src/hash.ts");
-const { buildGraph, evaluateConfig } = await jiti.import("../src/project.ts");
-const { checkGraph, selectTargets } = await jiti.import("../src/graph.ts");
-const { StateStore } = await jiti.import("../src/state/store.ts");
-const { StateLock } = await jiti.import("../src/state/lock.ts");
-const { StampCache } = await jiti.import("../src/fingerprint/stamps.ts");
-const { ToolVersions } = await jiti.import("../src/fingerprint/tools.ts");
-const { standaloneExec } = await jiti.import("../src/exec.ts");
-const { makePlan } = await jiti.import("../src/plan.ts");
-const { deadRunWorkDirs, runWorkDir } = await jiti.import("../src/workdirs.ts");
-mark("load engine modules (jiti)");
+const root = fileURLToPath(new URL("..", import.meta.url));
+function newestSource(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
+    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
+  }
+  return newest;
+}
+function distIsCurrent() {
+  try {
+    const built = statSync(`${root}dist/.built`).mtimeMs;
+    return newestSource(`${root}src`) <= built && newestSource(`${root}tasks`) <= built;
+  } catch {
+    return false;
+  }
+}
+const compiled = distIsCurrent();
+let jiti;
+if (!compiled) {
+  const { createJiti } = await import("jiti");
+  jiti = createJiti(new URL("../bin/ltsp-make.js", import.meta.url).href, { moduleCache: true });
+}
+/** An engine module, as bin/ltsp-make.js would load it: "src/plan" → dist/src/plan.js or src/plan.ts. */
+const engine = (rel) => (compiled ? import(new URL(`../dist/${rel}.js`, import.meta.url).href) : jiti.import(`../${rel}.ts`));
+await engine("src/cli");
+const { loadConfigFile, VERSION } = await engine("src/config");
+const { initHash } = await engine("src/hash");
+const { buildGraph, evaluateConfig } = await engine("src/project");
+const { checkGraph, selectTargets } = await engine("src/graph");
+const { StateStore } = await engine("src/state/store");
+const { StateLock } = await engine("src/state/lock");
+const { StampCache } = await engine("src/fingerprint/stamps");
+const { ToolVersions } = await engine("src/fingerprint/tools");
+const { standaloneExec } = await engine("src/exec");
+const { makePlan } = await engine("src/plan");
+const { deadRunWorkDirs, runWorkDir } = await engine("src/workdirs");
+mark(compiled ? "load engine modules (dist/)" : "load engine modules (jiti)");
 
 await initHash();
 mark("initHash (xxhash wasm)");
@@ -63,8 +90,8 @@ const context = { graph, state, stamps, tools, force: new Set() };
 const plan = await makePlan(context, selected);
 mark("plan (keys, stamps, outputs)");
 
-const { PlainReporter } = await jiti.import("../src/report/plain.ts");
-const { execute } = await jiti.import("../src/scheduler.ts");
+const { PlainReporter } = await engine("src/report/plain");
+const { execute } = await engine("src/scheduler");
 const reporter = new PlainReporter({ verbose: false, quiet: true, write: () => {} });
 reporter.begin(plan.order.map((id) => ({ id, title: plan.verdicts.get(id).title, willRun: plan.verdicts.get(id).status === "stale" })));
 const summary = await execute(context, plan, {
