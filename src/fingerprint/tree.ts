@@ -33,14 +33,24 @@ function byBytes(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Text is hashed in pieces of about this size: one call into the hasher per piece, not per entry. */
+const FLUSH_CHARS = 64 * 1024;
+
 /** The hashed text of one part of a tree; streamed until a file's hash has to wait. */
 class Part {
   private readonly hasher = createHasher();
+  private buffered = "";
   private queued: Array<string | DeferredFile> | undefined;
 
   text(text: string): void {
     if (this.queued) this.queued.push(text);
-    else this.hasher.update(text);
+    else {
+      this.buffered += text;
+      if (this.buffered.length > FLUSH_CHARS) {
+        this.hasher.update(this.buffered);
+        this.buffered = "";
+      }
+    }
   }
 
   content(content: string | DeferredFile): void {
@@ -53,7 +63,9 @@ class Part {
   }
 
   digest(): string {
-    for (const piece of this.queued ?? []) this.hasher.update(hashOf(piece));
+    let text = this.buffered;
+    for (const piece of this.queued ?? []) text += hashOf(piece);
+    if (text) this.hasher.update(text);
     return this.hasher.digest();
   }
 }
@@ -74,9 +86,13 @@ export function fingerprintTree(root: string, exclude: PathMatcher, stamps: Stam
   const describe = (part: Part, prefix: string, path: string, st: Stats): void => {
     const base = `${prefix}${typeOf(st)} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
     if (st.isFile()) {
-      part.text(`${base} ${st.size} `);
-      part.content(defer ? defer.content(path, st) : stamps.hash(path, st));
-      part.text("\n");
+      const content = defer ? defer.content(path, st) : stamps.hash(path, st);
+      if (typeof content === "string") part.text(`${base} ${st.size} ${content}\n`);
+      else {
+        part.text(`${base} ${st.size} `);
+        part.content(content);
+        part.text("\n");
+      }
     } else if (st.isSymbolicLink()) part.text(`${base} ${readlinkSync(path)}\n`);
     else if (st.isCharacterDevice() || st.isBlockDevice()) part.text(`${base} ${st.rdev}\n`);
     else part.text(`${base}\n`);
