@@ -271,9 +271,8 @@ async function explain(taskId: string, options: CommonOptions): Promise<number> 
     const v = thePlan.verdicts.get(id)!;
     const raw = state.tasks[id];
     out.push(`${id}: ${v.status}`);
-    if (!isFinished(raw)) {
-      out.push(raw ? `  started ${raw.started} and did not finish` : "  never built");
-    } else {
+    // An unfinished task's reasons say so (never built, or did not finish).
+    if (isFinished(raw)) {
       const recorded = state.recordedKey(id);
       const changes = recorded ? diffKeys(recorded, v.key) : [];
       if (!recorded) out.push("  (the recorded key document is unavailable)");
