@@ -10,6 +10,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { makeSmallChroot, PACKAGE_ROOT, processesMentioning, startedTasks, usePrefixes, waitFor, type Prefix } from "../pipeline/helpers.ts";
 import { standaloneExec } from "../../src/exec.ts";
 import { remoteState, type SshTarget } from "../../tasks/lib/ssh.ts";
+import { pathWithout } from "../reliability/helpers.ts";
 import { TestHosts, type TestHost } from "./netns.ts";
 
 const newPrefix = usePrefixes();
@@ -54,11 +55,12 @@ interface Run {
   stderr: string;
 }
 
-function start(prefix: Prefix, pathDir: string, args: string[]): ResultPromise {
+/** The CLI with `pathDir` before the usual PATH, or with `pathDir` as the whole PATH when `onlyPathDir`. */
+function start(prefix: Prefix, pathDir: string, args: string[], onlyPathDir = false): ResultPromise {
   const roots = ["--base-dir", prefix.base, "--tftp-dir", prefix.tftp, "--home-dir", prefix.home, "--etc-dir", prefix.etc];
   const child = execa("node", [CLI, ...args, "--config", prefix.configPath, "--cache-dir", prefix.cache, ...roots], {
     cwd: prefix.dir,
-    env: { NO_COLOR: "1", CI: "1", PATH: `${pathDir}:${process.env.PATH}` },
+    env: { NO_COLOR: "1", CI: "1", PATH: onlyPathDir ? pathDir : `${pathDir}:${process.env.PATH}` },
     reject: false,
     timeout: 120_000,
     stdin: "ignore",
@@ -309,6 +311,29 @@ describe("split deployment over SSH", () => {
     const stale = (await plan(prefix, wrap.dir)).get("publish-image:alpha@store")!;
     expect(stale.status).toBe("stale");
     expect(stale.reasons.join(" ")).toContain("differs from what was published");
+  });
+
+  test("without rsync here, publishing fails naming it and the fix; nothing reaches the host", async () => {
+    const prefix = newPrefix();
+    const hosts = new TestHosts(prefix.path("hosts"));
+    hostSets.push(hosts);
+    const store = await hosts.add("store");
+    makeSmallChroot(path.join(prefix.base, "alpha"));
+    prefix.writeConfig(config(prefix, ["alpha"], [hostConfig(store, ["nbd", "tftp"])]));
+    const noRsync = pathWithout(prefix.path("no-rsync"), ["rsync"]);
+
+    const r = await start(prefix, noRsync, ["--keep-going"], true);
+    expect(r.exitCode, String(r.stderr)).toBe(1);
+    const failed = [...String(r.stderr).matchAll(/^FAILED {2}(\S+)/gm)].map((m) => m[1]!).sort();
+    expect(failed).toEqual(["publish-image:alpha@store", "publish-nbd@store", "publish-tftp@store"]);
+    expect(String(r.stderr)).toMatch(/needs rsync, not found on PATH: install it and run again/);
+    expect(fs.existsSync(path.join(store.baseDir, "images"))).toBe(false);
+    expect(fs.existsSync(path.join(store.tftpDir, "ltsp"))).toBe(false);
+    // The image itself was built here, and the next run with rsync publishes only what failed.
+    expect(unsquashfsOk(prefix.image("alpha"))).toBe(true);
+    const next = await build(prefix, prefix.path("wrappers-unused"));
+    expect(startedTasks(next.stdout).every((id) => id.endsWith("@store"))).toBe(true);
+    expect(sameBytes(remoteImage(store, "alpha"), prefix.image("alpha"))).toBe(true);
   });
 
   test("an unreachable host fails only its own tasks, naming it; the others complete with --keep-going", async () => {
