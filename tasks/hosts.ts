@@ -13,7 +13,7 @@ import { currentGeneration } from "./generations.ts";
 import type { ImagePlan } from "./images.ts";
 import { renderDnsmasq } from "./lib/dnsmasq.ts";
 import type { ImageBoot } from "./lib/ipxe.ts";
-import { renderNbdServerConfig } from "./lib/nbd-config.ts";
+import { renderNbdAllowList, renderNbdServerConfig, renderNbdServerConfigsPerPort } from "./lib/nbd-config.ts";
 import { renderNfsExports } from "./lib/nfs-exports.ts";
 import { rsyncFile, rsyncFiles } from "./lib/rsync.ts";
 import {
@@ -491,38 +491,46 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
   const { config, roots, images, serving } = input;
   const mirror = (remotePath: string) => join(roots.cacheDir, "hosts", host.name, "files", remotePath);
   const tasks: TaskDef[] = [];
-  const add = (service: "dnsmasq" | "nfs" | "nbd", remotePath: string, text: () => string, reload: string[] | false, advice: string, verify?: TaskDef["verify"]) => {
+  /** Publish `texts` (remote path → content) for one service; its reload follows any change. */
+  const add = (service: "dnsmasq" | "nfs" | "nbd", texts: Record<string, () => string>, reload: string[] | false, advice: string, verify?: TaskDef["verify"]) => {
     const id = `publish-${service}@${host.name}`;
-    const local = mirror(remotePath);
+    const remotePaths = Object.keys(texts).sort();
     const recordPath = join(recordsDir(roots, host.name), `${safeName(id)}.json`);
-    text(); // invalid values fail when the graph is built
+    for (const text of Object.values(texts)) text(); // invalid values fail when the graph is built
     tasks.push({
       id,
-      title: `write ${remotePath} on ${host.name}`,
+      title: `write ${remotePaths.join(", ")} on ${host.name}`,
       kind: `publish-${service}`,
-      params: { destination: host.options.ssh, path: remotePath },
+      params: { destination: host.options.ssh, paths: remotePaths },
       probe: remoteProbe(state, recordPath),
       tools: [{ name: "rsync", version: ["rsync", "--version"] }],
-      render: () => ({ [local]: text() }),
+      render: () => Object.fromEntries(remotePaths.map((path) => [mirror(path), texts[path]!()])),
       verify,
-      outputs: [local],
+      outputs: remotePaths.map(mirror),
       run: wrapHostErrors(host, async (ctx) => {
-        const sha256 = await sha256File(local);
-        const size = statSync(local).size;
         const before = readRecord(recordPath);
         const target = targetFor(ctx, host);
-        const remote = await remoteState(ctx.exec, target, { files: [remotePath], links: [] });
-        const had = remote.get(`f:${remotePath}`);
-        const changed = !(had?.kind === "file" && had.sha256 === sha256);
-        if (changed) {
+        const remote = await remoteState(ctx.exec, target, { files: remotePaths, links: [] });
+        const record: PublishRecord = { files: {}, links: {} };
+        const sums: string[] = [];
+        for (const remotePath of remotePaths) {
+          const local = mirror(remotePath);
+          const sha256 = await sha256File(local);
+          record.files[remotePath] = { size: statSync(local).size, sha256 };
+          sums.push(sha256);
+          const had = remote.get(`f:${remotePath}`);
+          if (had?.kind === "file" && had.sha256 === sha256) {
+            ctx.log(`${host.name}:${remotePath} already has this content`);
+            continue;
+          }
           await rsyncFile(ctx.exec, target, local, remotePath, { extraArgs: host.options.rsyncArgs, log: ctx.log });
           await runRemote(ctx.exec, target, VERIFY_SCRIPT, [remotePath, sha256], `checking ${remotePath}`);
-        } else {
-          ctx.log(`${host.name}:${remotePath} already has this content`);
+          record.changeId = `${sums.join("+")}@${new Date().toISOString()}`;
         }
-        const changeId = changed || !before?.changeId ? `${sha256}@${new Date().toISOString()}` : before.changeId;
-        await saveRecord(ctx, target, recordPath, { files: { [remotePath]: { size, sha256 } }, links: {}, changeId });
-        return { changeId };
+        // Unchanged files keep the change id, so the reload task does not run for nothing.
+        record.changeId ??= before?.changeId ?? `${sums.join("+")}@${new Date().toISOString()}`;
+        await saveRecord(ctx, target, recordPath, record);
+        return { changeId: record.changeId };
       }),
     });
     tasks.push({
@@ -554,7 +562,7 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
         tftpServer: options.tftpServer ?? tftpHost?.address,
       });
     const path = join(host.etcDir, "dnsmasq.d", "ltsp-dnsmasq.conf");
-    add("dnsmasq", path, text, host.options.reload?.dnsmasq ?? defaultReload(host, ["systemctl", "restart", "dnsmasq"]), `${path} changed: restart dnsmasq there to apply it`, async (ctx, files) => {
+    add("dnsmasq", { [path]: text }, host.options.reload?.dnsmasq ?? defaultReload(host, ["systemctl", "restart", "dnsmasq"]), `${path} changed: restart dnsmasq there to apply it`, async (ctx, files) => {
       for (const file of files) {
         const result = await ctx.exec("dnsmasq", ["--test", `--conf-file=${file.draft}`], { okExitCodes: [0, 1] });
         if (result.exitCode !== 0) {
@@ -567,7 +575,7 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
     const { enabled: _e, ...options } = config.nfs ?? {};
     const text = () => renderNfsExports({ ...options, baseDir: host.baseDir, tftpDir: host.tftpDir, homeDir: roots.homeDir });
     const path = join(host.etcDir, "exports.d", "ltsp-nfs.exports");
-    add("nfs", path, text, host.options.reload?.nfs ?? defaultReload(host, ["exportfs", "-ra"]), `${path} changed: run "exportfs -ra" there to apply it`);
+    add("nfs", { [path]: text }, host.options.reload?.nfs ?? defaultReload(host, ["exportfs", "-ra"]), `${path} changed: run "exportfs -ra" there to apply it`);
   }
   if (host.roles.has("nbd")) {
     const exportsList = images
@@ -578,14 +586,22 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
       });
     if (exportsList.length) {
       const nbd = config.nbd ?? {};
-      const text = () => renderNbdServerConfig({ baseDir: host.baseDir, exports: exportsList, port: nbd.port, listenAddresses: nbd.listenAddresses });
-      const path = join(host.etcDir, "nbd-server", "ltsp-make.conf");
+      const dir = join(host.etcDir, "nbd-server");
+      // The same files as on this server (nbdTask), for the host's paths.
+      const allowFile = join(dir, "ltsp-make.allow");
+      const options = { baseDir: host.baseDir, exports: exportsList, port: nbd.port, listenAddresses: nbd.listenAddresses, authFile: nbd.allow ? allowFile : undefined };
+      const texts: Record<string, () => string> = {};
+      if (nbd.perPort) {
+        for (const c of renderNbdServerConfigsPerPort(options)) texts[join(dir, `ltsp-make-${c.image}.conf`)] = () => renderNbdServerConfigsPerPort(options).find((o) => o.image === c.image)!.config;
+      } else {
+        texts[join(dir, "ltsp-make.conf")] = () => renderNbdServerConfig(options);
+      }
+      if (nbd.allow) texts[allowFile] = () => renderNbdAllowList(nbd.allow);
       add(
         "nbd",
-        path,
-        text,
+        texts,
         host.options.reload?.nbd ?? false,
-        `${path} changed: restart nbd-server there when no client is connected (a restart drops connected clients)`,
+        `${Object.keys(texts).sort().join(", ")} changed: restart nbd-server there when no client is connected (a restart drops connected clients)`,
       );
     }
   }

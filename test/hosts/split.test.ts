@@ -313,6 +313,44 @@ describe("split deployment over SSH", () => {
     expect(stale.reasons.join(" ")).toContain("differs from what was published");
   });
 
+  test("an NBD host gets the allow list and one nbd-server config per port, as this server would", async () => {
+    const prefix = newPrefix();
+    const hosts = new TestHosts(prefix.path("hosts"));
+    hostSets.push(hosts);
+    const store = await hosts.add("store");
+    for (const n of ["alpha", "beta"]) makeSmallChroot(path.join(prefix.base, n));
+    const images = ["alpha", "beta"]
+      .map((n, i) => `${n}: { source: ${JSON.stringify(path.join(prefix.base, n))}, boot: { method: "nbd", port: ${10810 + i} } }`)
+      .join(", ");
+    const body = (clients: string) => `{
+  discover: false,
+  images: { ${images} },
+  imageDefaults: { compression: "gzip" },
+  nbd: { perPort: true, allow: ["10.199.0.0/16", "${clients}"] },
+  hosts: { ${hostConfig(store, ["nbd"])} },
+}`;
+    prefix.writeConfig(body("192.168.67.0/24"));
+    const wrap = wrappers(prefix);
+    await build(prefix, wrap.dir);
+
+    const dir = path.join(store.etcDir, "nbd-server");
+    expect(fs.readdirSync(dir).sort()).toEqual(["ltsp-make-alpha.conf", "ltsp-make-beta.conf", "ltsp-make.allow"]);
+    expect(fs.readFileSync(path.join(dir, "ltsp-make.allow"), "utf8")).toMatch(/^10\.199\.0\.0\/16\n192\.168\.67\.0\/24\n$/m);
+    for (const [name, port] of [["alpha", 10810], ["beta", 10811]] as const) {
+      const conf = fs.readFileSync(path.join(dir, `ltsp-make-${name}.conf`), "utf8");
+      expect(conf).toMatch(new RegExp(`port = ${port}`));
+      expect(conf).toContain(`exportname = ${remoteImage(store, name)}`);
+      expect(conf).toContain(`authfile = ${path.join(dir, "ltsp-make.allow")}`);
+      expect(conf).not.toContain(prefix.etc); // the host's paths, not this server's
+    }
+    // A changed allow list is copied alone, and the plan said which task.
+    prefix.writeConfig(body("192.168.68.0/24"));
+    const planned = await plan(prefix, wrap.dir);
+    expect([...planned].filter(([, v]) => v.status === "stale").map(([id]) => id)).toEqual(["publish-nbd@store", "reload-nbd@store"]);
+    await build(prefix, wrap.dir);
+    expect(fs.readFileSync(path.join(dir, "ltsp-make.allow"), "utf8")).toContain("192.168.68.0/24");
+  });
+
   test("without rsync here, publishing fails naming it and the fix; nothing reaches the host", async () => {
     const prefix = newPrefix();
     const hosts = new TestHosts(prefix.path("hosts"));
