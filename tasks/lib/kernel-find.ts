@@ -188,21 +188,21 @@ export interface ExtractedKernel {
 export async function extractKernel(view: TreeView, found: FoundKernel, destDir: string): Promise<ExtractedKernel> {
   await fs.mkdir(destDir, { recursive: true });
   const result: ExtractedKernel = { vmlinuz: path.join(destDir, "vmlinuz"), initrd: path.join(destDir, "initrd.img") };
-  for (const [source, target] of [
-    [found.kernel, result.vmlinuz],
-    [found.initrd, result.initrd],
-  ] as const) {
-    removeStaleTemps(target);
-    const temp = tempPathFor(target);
-    try {
-      await view.copyOut(source, temp);
+  const copies = [
+    [found.kernel, result.vmlinuz, tempPathFor(result.vmlinuz)],
+    [found.initrd, result.initrd, tempPathFor(result.initrd)],
+  ] as const;
+  try {
+    for (const [, target] of copies) removeStaleTemps(target);
+    await view.copyOutMany(copies.map(([source, , temp]) => [source, temp] as const));
+    for (const [, target, temp] of copies) {
       await fs.chmod(temp, 0o644);
       if (process.getuid && process.getgid) await fs.chown(temp, process.getuid(), process.getgid());
       await fs.rename(temp, target);
-    } catch (error) {
-      await fs.rm(temp, { force: true });
-      throw error;
     }
+  } catch (error) {
+    for (const [, , temp] of copies) await fs.rm(temp, { force: true });
+    throw error;
   }
   return result;
 }

@@ -94,12 +94,25 @@ export abstract class TreeView {
 
   /** Writes the content of the regular file `rel` resolves to at `destPath`, keeping its mtime. */
   async copyOut(rel: string, destPath: string): Promise<void> {
-    const real = await this.resolve(rel);
-    const info = await this.lstatReal(real);
-    if (info?.type !== "file") {
-      throw new TreePathError(`${rel} is not a regular file in ${this.description}`, "EINVAL", rel);
+    await this.copyOutMany([[rel, destPath]]);
+  }
+
+  /** copyOut for several files; a view may read them all in one pass. */
+  async copyOutMany(pairs: ReadonlyArray<readonly [rel: string, destPath: string]>): Promise<void> {
+    const reals: Array<[string, string]> = [];
+    for (const [rel, destPath] of pairs) {
+      const real = await this.resolve(rel);
+      const info = await this.lstatReal(real);
+      if (info?.type !== "file") {
+        throw new TreePathError(`${rel} is not a regular file in ${this.description}`, "EINVAL", rel);
+      }
+      reals.push([real, destPath]);
     }
-    await this.copyOutReal(real, destPath);
+    await this.copyOutRealMany(reals);
+  }
+
+  protected async copyOutRealMany(pairs: ReadonlyArray<readonly [real: string, destPath: string]>): Promise<void> {
+    for (const [real, destPath] of pairs) await this.copyOutReal(real, destPath);
   }
 
   /** The path `rel` points to once every symlink is followed inside the view. It must exist. */
@@ -310,21 +323,38 @@ export class SquashfsView extends TreeView {
   }
 
   protected async copyOutReal(real: string, destPath: string): Promise<void> {
-    // Extract next to the destination, so the final step is a rename on the same filesystem.
-    // The scratch name carries our PID: what a killed run left is removed here by the next one.
-    await removeDeadScratch(path.dirname(destPath));
-    const scratch = await fs.mkdtemp(path.join(path.dirname(destPath), `${SCRATCH_PREFIX}${process.pid}-`));
-    try {
-      const into = path.join(scratch, "root");
-      await this.exec("unsquashfs", ["-q", "-n", "-no-xattrs", "-no-wildcards", "-d", into, this.imagePath, real]);
-      const extracted = path.join(into, real);
-      const stats = await fs.lstat(extracted).catch(() => undefined);
-      if (!stats?.isFile()) {
-        throw new Error(`unsquashfs did not extract ${real} from ${this.imagePath}; is the image damaged?`);
+    await this.copyOutRealMany([[real, destPath]]);
+  }
+
+  /** One unsquashfs for the files that go to one directory (the image's tables are read once). */
+  protected override async copyOutRealMany(pairs: ReadonlyArray<readonly [real: string, destPath: string]>): Promise<void> {
+    // Groups of distinct source files with one destination directory.
+    const groups: Array<{ dir: string; pairs: Array<readonly [string, string]> }> = [];
+    for (const pair of pairs) {
+      const dir = path.dirname(pair[1]);
+      const group = groups.find((g) => g.dir === dir && !g.pairs.some(([real]) => real === pair[0]));
+      if (group) group.pairs.push(pair);
+      else groups.push({ dir, pairs: [pair] });
+    }
+    for (const { dir, pairs: group } of groups) {
+      // Extract next to the destinations, so the final step is a rename on the same filesystem.
+      // The scratch name carries our PID: what a killed run left is removed here by the next one.
+      await removeDeadScratch(dir);
+      const scratch = await fs.mkdtemp(path.join(dir, `${SCRATCH_PREFIX}${process.pid}-`));
+      try {
+        const into = path.join(scratch, "root");
+        await this.exec("unsquashfs", ["-q", "-n", "-no-xattrs", "-no-wildcards", "-d", into, this.imagePath, ...group.map(([real]) => real)]);
+        for (const [real, destPath] of group) {
+          const extracted = path.join(into, real);
+          const stats = await fs.lstat(extracted).catch(() => undefined);
+          if (!stats?.isFile()) {
+            throw new Error(`unsquashfs did not extract ${real} from ${this.imagePath}; is the image damaged?`);
+          }
+          await fs.rename(extracted, destPath);
+        }
+      } finally {
+        await fs.rm(scratch, { recursive: true, force: true });
       }
-      await fs.rename(extracted, destPath);
-    } finally {
-      await fs.rm(scratch, { recursive: true, force: true });
     }
   }
 }
