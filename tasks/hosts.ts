@@ -513,6 +513,7 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
         const remote = await remoteState(ctx.exec, target, { files: remotePaths, links: [] });
         const record: PublishRecord = { files: {}, links: {} };
         const sums: string[] = [];
+        let changed = false;
         for (const remotePath of remotePaths) {
           const local = mirror(remotePath);
           const sha256 = await sha256File(local);
@@ -525,10 +526,10 @@ function configPublishTasks(input: HostTaskInput, host: HostPlan, state: HostSta
           }
           await rsyncFile(ctx.exec, target, local, remotePath, { extraArgs: host.options.rsyncArgs, log: ctx.log });
           await runRemote(ctx.exec, target, VERIFY_SCRIPT, [remotePath, sha256], `checking ${remotePath}`);
-          record.changeId = `${sums.join("+")}@${new Date().toISOString()}`;
+          changed = true;
         }
         // Unchanged files keep the change id, so the reload task does not run for nothing.
-        record.changeId ??= before?.changeId ?? `${sums.join("+")}@${new Date().toISOString()}`;
+        record.changeId = changed || !before?.changeId ? `${sums.join("+")}@${new Date().toISOString()}` : before.changeId;
         await saveRecord(ctx, target, recordPath, record);
         return { changeId: record.changeId };
       }),
