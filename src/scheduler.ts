@@ -3,7 +3,6 @@
 // down after the last, early cutoff when an upstream task re-ran without changing its output.
 import { mkdirSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import PQueue from "p-queue";
 import { writeFileAtomicSync } from "./atomic.ts";
 import { CancelledError, createExec } from "./exec.ts";
 import { hashString } from "./hash.ts";
@@ -84,6 +83,8 @@ export async function execute(ctx: PlanContext, plan: Plan, options: RunOptions)
     return { ...summary, fresh: plan.order.length, durationMs: Date.now() - started, interrupted: options.interruptedBy() };
   }
 
+  // Loaded here: a run with nothing to do does without it.
+  const { default: PQueue } = await import("p-queue");
   const priorities = criticalPath(graph, selected, (id) => state.snapshot.durations[id] ?? graph.tasks.get(id)!.estimate ?? 1);
   const queue = new PQueue({ concurrency: Math.max(1, options.jobs) });
   const classes = new Map<string, { limit: number; running: number; waiting: string[] }>();
