@@ -29,10 +29,6 @@ function typeOf(st: Stats): string {
   return "s";
 }
 
-function byBytes(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** Text is hashed in pieces of about this size: one call into the hasher per piece, not per entry. */
 const FLUSH_CHARS = 64 * 1024;
 
@@ -105,7 +101,7 @@ export function fingerprintTree(root: string, exclude: PathMatcher, stamps: Stam
     } catch (error) {
       throw new Error(`cannot read directory ${dir}: ${(error as Error).message}`);
     }
-    names.sort(byBytes);
+    names.sort();
     for (const name of names) {
       const childRel = rel ? `${rel}/${name}` : name;
       if (exclude(childRel)) continue;
@@ -126,7 +122,7 @@ export function fingerprintTree(root: string, exclude: PathMatcher, stamps: Stam
     const self = new Part();
     describe(self, ". ", root, rootStat);
     const children: Array<[string, Part]> = [];
-    for (const name of readdirSync(root).sort(byBytes)) {
+    for (const name of readdirSync(root).sort()) {
       if (exclude(name)) continue;
       const path = `${root === "/" ? "" : root}/${name}`;
       const st = lstatSync(path);
