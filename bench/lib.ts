@@ -68,7 +68,7 @@ export function envInt(name: string, fallback: number): number {
   return n;
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run builds the same shapes. */
+/** Deterministic pseudo-random numbers (mulberry32): the same shapes and kill points every run. */
 export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {

@@ -5,9 +5,8 @@
 // Plain JavaScript like bin/ltsp-make.js, so no extra loader hook skews the start-up figures.
 // Usage: node bench/noop-phases.mjs CACHE_DIR CONFIG_FILE ROOTS_DIR TARGET → prints [{name, ms}, ...] as JSON.
 // ROOTS_DIR holds base/, tftp/, home/ and etc/, used as the roots (never the real /srv or /etc).
-import { readdirSync, statSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
+import { distIsCurrent, importEngine } from "../bin/engine.js";
 
 const marks = [{ name: "node start (to first line)", ms: performance.now() }];
 let last = performance.now();
@@ -23,44 +22,19 @@ if (!cacheDir || !configFile || !rootsDir || !target) {
   process.exit(2);
 }
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-function newestSource(dir) {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = `${dir}/${entry.name}`;
-    if (entry.isDirectory()) newest = Math.max(newest, newestSource(path));
-    else if (entry.name.endsWith(".ts")) newest = Math.max(newest, statSync(path).mtimeMs);
-  }
-  return newest;
-}
-function distIsCurrent() {
-  try {
-    const built = statSync(`${root}dist/.built`).mtimeMs;
-    return newestSource(`${root}src`) <= built && newestSource(`${root}tasks`) <= built;
-  } catch {
-    return false;
-  }
-}
 const compiled = distIsCurrent();
-let jiti;
-if (!compiled) {
-  const { createJiti } = await import("jiti");
-  jiti = createJiti(new URL("../bin/ltsp-make.js", import.meta.url).href, { moduleCache: true });
-}
-/** An engine module, as bin/ltsp-make.js would load it: "src/plan" → dist/src/plan.js or src/plan.ts. */
-const engine = (rel) => (compiled ? import(new URL(`../dist/${rel}.js`, import.meta.url).href) : jiti.import(`../${rel}.ts`));
-await engine("src/cli");
-const { loadConfigFile, VERSION } = await engine("src/config");
-const { initHash } = await engine("src/hash");
-const { buildGraph, evaluateConfig } = await engine("src/project");
-const { checkGraph, selectTargets } = await engine("src/graph");
-const { StateStore } = await engine("src/state/store");
-const { StateLock } = await engine("src/state/lock");
-const { StampCache } = await engine("src/fingerprint/stamps");
-const { ToolVersions } = await engine("src/fingerprint/tools");
-const { standaloneExec } = await engine("src/exec");
-const { makePlan } = await engine("src/plan");
-const { deadRunWorkDirs, runWorkDir } = await engine("src/workdirs");
+await importEngine("src/cli");
+const { loadConfigFile, VERSION } = await importEngine("src/config");
+const { initHash } = await importEngine("src/hash");
+const { buildGraph, evaluateConfig } = await importEngine("src/project");
+const { checkGraph, selectTargets } = await importEngine("src/graph");
+const { StateStore } = await importEngine("src/state/store");
+const { StateLock } = await importEngine("src/state/lock");
+const { StampCache } = await importEngine("src/fingerprint/stamps");
+const { ToolVersions } = await importEngine("src/fingerprint/tools");
+const { standaloneExec } = await importEngine("src/exec");
+const { makePlan } = await importEngine("src/plan");
+const { deadRunWorkDirs, runWorkDir } = await importEngine("src/workdirs");
 mark(compiled ? "load engine modules (dist/)" : "load engine modules (jiti)");
 
 await initHash();
@@ -90,8 +64,8 @@ const context = { graph, state, stamps, tools, force: new Set() };
 const plan = await makePlan(context, selected);
 mark("plan (keys, stamps, outputs)");
 
-const { PlainReporter } = await engine("src/report/plain");
-const { execute } = await engine("src/scheduler");
+const { PlainReporter } = await importEngine("src/report/plain");
+const { execute } = await importEngine("src/scheduler");
 const reporter = new PlainReporter({ verbose: false, quiet: true, write: () => {} });
 reporter.begin(plan.order.map((id) => ({ id, title: plan.verdicts.get(id).title, willRun: plan.verdicts.get(id).status === "stale" })));
 const summary = await execute(context, plan, {

@@ -33,8 +33,8 @@ const STAGES = [
   { name: "marker", pattern: /E2E-RESULT: OK/ },
 ];
 
-/** Fails (never skips) when something the e2e tests need is not on this machine. */
-export async function requirePrerequisites(extra: string[] = []): Promise<void> {
+/** Fails (never skips) when something the e2e tests need is not on this machine (`uefi`: OVMF too). */
+export async function requirePrerequisites(extra: string[] = [], options: { uefi?: boolean } = {}): Promise<void> {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push("root (the tests create network namespaces)");
   const tools = ["ip", "dnsmasq", "nbd-server", "qemu-system-x86_64", ...extra];
@@ -42,7 +42,9 @@ export async function requirePrerequisites(extra: string[] = []): Promise<void> 
     const found = await exec("sh", ["-c", `command -v ${tool}`], { okExitCodes: [0, 1, 127] });
     if (found.exitCode !== 0) missing.push(`the command ${tool}`);
   }
-  for (const file of ["/dev/net/tun", "/usr/lib/ipxe/qemu/pxe-virtio.rom"]) {
+  const files = ["/dev/net/tun", "/usr/lib/ipxe/qemu/pxe-virtio.rom"];
+  if (options.uefi) files.push("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd");
+  for (const file of files) {
     if (!fs.existsSync(file)) missing.push(file);
   }
   if (missing.length > 0) {

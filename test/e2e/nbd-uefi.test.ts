@@ -14,10 +14,7 @@ afterEach(async () => {
 });
 
 test("UEFI client (OVMF PXE → snponly.efi) boots its per-MAC default image over NBD", async () => {
-  await requirePrerequisites();
-  for (const file of ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"]) {
-    if (!fs.existsSync(file)) throw new Error(`${file} is missing: install the ovmf package.`);
-  }
+  await requirePrerequisites([], { uefi: true });
   sandbox = new NetbootSandbox("nbduefi");
   const mac = "52:54:00:67:03:33";
   const marker = IMAGES.debian.marker;

@@ -1,10 +1,9 @@
-// A real LTSP client netboots on BIOS from what ltsp-make generated, mounting BASE over NFSv3
-// (nfs-ganesha) and loop-mounting images/NAME.img from it, as LTSP's default "images" method does.
-import fs from "node:fs";
-import { afterEach, expect, test } from "vitest";
-import { IMAGES, NetbootSandbox, requirePrerequisites, SUBNET_PREFIX } from "./harness.ts";
+// A real LTSP client netboots on BIOS from what ltsp-make generated, with its root over NFS
+// (see nfs-boot.ts).
+import { afterEach, test } from "vitest";
+import { NetbootSandbox, requirePrerequisites } from "./harness.ts";
+import { bootOverNfs } from "./nfs-boot.ts";
 
-const BOOT_TIMEOUT_MS = 300_000;
 let sandbox: NetbootSandbox | undefined;
 
 afterEach(async () => {
@@ -15,31 +14,5 @@ afterEach(async () => {
 test("BIOS client boots its per-MAC default image over NFS (nfs-ganesha) with real DHCP", async () => {
   await requirePrerequisites(["ganesha.nfsd", "rpcbind", "unshare"]);
   sandbox = new NetbootSandbox("nfsbios");
-  const mac = "52:54:00:67:02:22";
-  const marker = IMAGES.debian.marker;
-  await sandbox.usePrebuiltImages();
-  const make = await sandbox.runLtspMake(`{
-    discover: false,
-    images: { ${sandbox.image("debian")} },
-    ipxe: { timeout: 1000, kernelParameters: "console=ttyS0", clients: [{ mac: "${mac}", defaultImage: "debian" }] },
-    dnsmasq: {
-      realDhcp: { start: "${SUBNET_PREFIX}.100", end: "${SUBNET_PREFIX}.150", lease: "1h" },
-      interfaces: ["br0"], bindInterfaces: true, logDhcp: true,
-    },
-    nfs: { home: false },
-  }`);
-  console.log(`ltsp-make: ${make.seconds.toFixed(1)} s`);
-  expect(fs.readFileSync(`${sandbox.tftpDir}/ltsp/ltsp.ipxe`, "utf8")).toContain(`nfsroot=\${srv}:${sandbox.baseDir} ltsp.image=images/debian.img`);
-
-  await sandbox.createNetwork();
-  sandbox.startDnsmasq();
-  sandbox.startNfsGanesha();
-  await sandbox.waitForPorts(["udp:67", "udp:69", "tcp:111", "tcp:2049", "tcp:20048"], 20_000);
-
-  const result = await sandbox.boot({ mac, marker, timeoutMs: BOOT_TIMEOUT_MS });
-  console.log(`BIOS over NFS: marker after ${result.seconds.toFixed(1)} s\n  ${result.timeline.join("\n  ")}`);
-  expect(result.serial).toMatch(new RegExp(`E2E-RESULT: OK ${marker} root=overlay ltsp=yes`));
-  const dnsmasqLog = fs.readFileSync(sandbox.dnsmasqLog, "utf8");
-  expect(dnsmasqLog).toMatch(/sent .*ltsp\/ltsp\.ipxe/);
-  expect(dnsmasqLog).toMatch(new RegExp(`DHCPACK\\(br0\\) ${SUBNET_PREFIX.replaceAll(".", "\\.")}\\.1[0-5]\\d ${mac}`));
+  await bootOverNfs(sandbox, { mac: "52:54:00:67:02:22" });
 }, 600_000);

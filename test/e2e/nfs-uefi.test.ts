@@ -1,11 +1,9 @@
 // A real LTSP client netboots on UEFI from what ltsp-make generated: OVMF's own PXE gets
-// snponly.efi from dnsmasq, that iPXE gets the menu, and the client mounts BASE over NFSv3
-// (nfs-ganesha) and loop-mounts images/NAME.img from it, as LTSP's default "images" method does.
-import fs from "node:fs";
+// snponly.efi from dnsmasq, that iPXE gets the menu, and the root comes over NFS (see nfs-boot.ts).
 import { afterEach, expect, test } from "vitest";
-import { IMAGES, NetbootSandbox, requirePrerequisites, SUBNET_PREFIX } from "./harness.ts";
+import { NetbootSandbox, requirePrerequisites } from "./harness.ts";
+import { bootOverNfs } from "./nfs-boot.ts";
 
-const BOOT_TIMEOUT_MS = 300_000;
 let sandbox: NetbootSandbox | undefined;
 
 afterEach(async () => {
@@ -14,37 +12,8 @@ afterEach(async () => {
 });
 
 test("UEFI client (OVMF PXE → snponly.efi) boots its per-MAC default image over NFS (nfs-ganesha)", async () => {
-  await requirePrerequisites(["ganesha.nfsd", "rpcbind", "unshare"]);
-  for (const file of ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"]) {
-    if (!fs.existsSync(file)) throw new Error(`${file} is missing: install the ovmf package.`);
-  }
+  await requirePrerequisites(["ganesha.nfsd", "rpcbind", "unshare"], { uefi: true });
   sandbox = new NetbootSandbox("nfsuefi");
-  const mac = "52:54:00:67:05:55";
-  const marker = IMAGES.debian.marker;
-  await sandbox.usePrebuiltImages();
-  const make = await sandbox.runLtspMake(`{
-    discover: false,
-    images: { ${sandbox.image("debian")} },
-    ipxe: { timeout: 1000, kernelParameters: "console=ttyS0", clients: [{ mac: "${mac}", defaultImage: "debian" }] },
-    dnsmasq: {
-      realDhcp: { start: "${SUBNET_PREFIX}.100", end: "${SUBNET_PREFIX}.150", lease: "1h" },
-      interfaces: ["br0"], bindInterfaces: true, logDhcp: true,
-    },
-    nfs: { home: false },
-  }`);
-  console.log(`ltsp-make: ${make.seconds.toFixed(1)} s`);
-  expect(fs.readFileSync(`${sandbox.tftpDir}/ltsp/ltsp.ipxe`, "utf8")).toContain(`nfsroot=\${srv}:${sandbox.baseDir} ltsp.image=images/debian.img`);
-
-  await sandbox.createNetwork();
-  sandbox.startDnsmasq();
-  sandbox.startNfsGanesha();
-  await sandbox.waitForPorts(["udp:67", "udp:69", "tcp:111", "tcp:2049", "tcp:20048"], 20_000);
-
-  const result = await sandbox.boot({ mac, marker, uefi: true, timeoutMs: BOOT_TIMEOUT_MS });
-  console.log(`UEFI over NFS: marker after ${result.seconds.toFixed(1)} s\n  ${result.timeline.join("\n  ")}`);
-  expect(result.serial).toMatch(new RegExp(`E2E-RESULT: OK ${marker} root=overlay ltsp=yes`));
-  const dnsmasqLog = fs.readFileSync(sandbox.dnsmasqLog, "utf8");
+  const { dnsmasqLog } = await bootOverNfs(sandbox, { mac: "52:54:00:67:05:55", uefi: true });
   expect(dnsmasqLog).toMatch(/sent .*ltsp\/snponly\.efi/);
-  expect(dnsmasqLog).toMatch(/sent .*ltsp\/ltsp\.ipxe/);
-  expect(dnsmasqLog).toMatch(new RegExp(`DHCPACK\\(br0\\) ${SUBNET_PREFIX.replaceAll(".", "\\.")}\\.1[0-5]\\d ${mac}`));
 }, 600_000);

@@ -100,18 +100,6 @@ export function crash(prefix: Prefix, pid: number): void {
   }
 }
 
-/** mulberry32: small, seeded, good enough to spread kill points. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Where ltsp-make publishes under a prefix. */
 export function publishedRoots(prefix: Prefix): string[] {
   return [path.join(prefix.base, "images"), prefix.tftp, path.join(prefix.etc, "dnsmasq.d"), path.join(prefix.etc, "exports.d"), path.join(prefix.etc, "nbd-server")];

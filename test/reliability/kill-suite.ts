@@ -5,7 +5,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { expect } from "vitest";
 import { catImage, listImage, makeSmallChroot, leftoversSince, snapshotSystem, startedTasks, waitFor, type Prefix } from "../pipeline/helpers.ts";
-import { crash, hiddenEntries, publishedSnapshot, seededRandom, sh, startTimed, type PublishedEntry } from "./helpers.ts";
+import { seededRandom } from "../../bench/lib.ts";
+import { crash, hiddenEntries, publishedSnapshot, sh, startTimed, type PublishedEntry } from "./helpers.ts";
 
 // Delay knobs so every kind of task has a window to be killed in: a customize step that sleeps,
 // mksquashfs behind a wrapper that waits before and after it (the temp image complete but not
